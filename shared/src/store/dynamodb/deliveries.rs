@@ -1,0 +1,203 @@
+//! Push claims and delivery records, both in the deliveries table: a delivery is keyed by push and
+//! connection; a push's claim is the item of the push with connection id [`CLAIM`], carrying its
+//! `state` (`sending` / `done`) and, while sending, `lease_until` (epoch milliseconds).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+
+use super::DynamoStore;
+use super::error::{OrStore, applied};
+use super::item::{FromItem, Item, ToItem, get_n, get_s, key, n, name, s};
+use crate::domain::{AckOutcome, Claim, Delivery};
+use crate::store::tables::{TableId, attr};
+use crate::store::{DeliveryStore, StoreError, StoreResult};
+
+/// The connection id of a push's claim item (API Gateway's connection ids never contain `#`).
+pub(crate) const CLAIM: &str = "#push";
+const SENDING: &str = "sending";
+const DONE: &str = "done";
+/// Rounds of put / retake / read before a claim that keeps changing under us answers `Busy`.
+const CLAIM_ROUNDS: usize = 5;
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
+}
+
+fn delivery_key(push_id: &str, connection_id: &str) -> Item {
+    key([(attr::PUSH_ID, s(push_id)), (attr::CONNECTION_ID, s(connection_id))])
+}
+
+#[async_trait]
+impl DeliveryStore for DynamoStore {
+    async fn claim_push(&self, push_id: &str, lease: Duration, expires_at: i64) -> StoreResult<Claim> {
+        let table = self.table(TableId::Deliveries);
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        for _ in 0..CLAIM_ROUNDS {
+            let now = now_ms();
+            let until = now.saturating_add(lease_ms);
+            // The first claim of a push creates its claim item.
+            let mut claim = delivery_key(push_id, CLAIM);
+            claim.extend(key([(name::STATE, s(SENDING)), (name::LEASE_UNTIL, n(until)), (attr::EXPIRES_AT, n(expires_at))]));
+            let put = self
+                .client
+                .put_item()
+                .table_name(table)
+                .set_item(Some(claim))
+                .condition_expression("attribute_not_exists(#p)")
+                .expression_attribute_names("#p", attr::PUSH_ID)
+                .send()
+                .await
+                .or_store(table);
+            if applied(put)? {
+                return Ok(Claim::New);
+            }
+            // A claim whose lease ran out is taken over by one worker.
+            let retake = self
+                .client
+                .update_item()
+                .table_name(table)
+                .set_key(Some(delivery_key(push_id, CLAIM)))
+                .update_expression("SET #lease = :until, #exp = :exp")
+                .condition_expression("#state = :sending AND #lease <= :now")
+                .expression_attribute_names("#lease", name::LEASE_UNTIL)
+                .expression_attribute_names("#exp", attr::EXPIRES_AT)
+                .expression_attribute_names("#state", name::STATE)
+                .expression_attribute_values(":until", n(until))
+                .expression_attribute_values(":exp", n(expires_at))
+                .expression_attribute_values(":sending", s(SENDING))
+                .expression_attribute_values(":now", n(now))
+                .send()
+                .await
+                .or_store(table);
+            if applied(retake)? {
+                return Ok(Claim::Retaken);
+            }
+            // Neither: done, or a live lease — unless it changed in between, then try again.
+            let current = self
+                .client
+                .get_item()
+                .table_name(table)
+                .set_key(Some(delivery_key(push_id, CLAIM)))
+                .consistent_read(true)
+                .send()
+                .await
+                .or_store(table)?
+                .item;
+            let Some(current) = current else { continue };
+            match get_s(&current, name::STATE)?.as_str() {
+                DONE => return Ok(Claim::Done),
+                SENDING if get_n::<i64>(&current, name::LEASE_UNTIL)? > now_ms() => return Ok(Claim::Busy),
+                SENDING => continue,
+                other => return Err(StoreError::Corrupt(format!("attribute \"state\" has unknown value {other:?}"))),
+            }
+        }
+        Ok(Claim::Busy)
+    }
+
+    async fn complete_push(&self, push_id: &str) -> StoreResult<()> {
+        let table = self.table(TableId::Deliveries);
+        self.client
+            .update_item()
+            .table_name(table)
+            .set_key(Some(delivery_key(push_id, CLAIM)))
+            .update_expression("SET #state = :done REMOVE #lease")
+            .expression_attribute_names("#state", name::STATE)
+            .expression_attribute_names("#lease", name::LEASE_UNTIL)
+            .expression_attribute_values(":done", s(DONE))
+            .send()
+            .await
+            .or_store(table)?;
+        Ok(())
+    }
+
+    async fn release_push(&self, push_id: &str) -> StoreResult<()> {
+        let table = self.table(TableId::Deliveries);
+        let delete = self
+            .client
+            .delete_item()
+            .table_name(table)
+            .set_key(Some(delivery_key(push_id, CLAIM)))
+            .condition_expression("#state = :sending")
+            .expression_attribute_names("#state", name::STATE)
+            .expression_attribute_values(":sending", s(SENDING))
+            .send()
+            .await
+            .or_store(table);
+        // A done claim stays; an absent one is already released.
+        applied(delete).map(|_| ())
+    }
+
+    async fn create_delivery(&self, delivery: &Delivery) -> StoreResult<bool> {
+        let table = self.table(TableId::Deliveries);
+        let put = self
+            .client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(delivery.to_item()))
+            .condition_expression("attribute_not_exists(#p)")
+            .expression_attribute_names("#p", attr::PUSH_ID)
+            .send()
+            .await
+            .or_store(table);
+        applied(put)
+    }
+
+    async fn get_delivery(&self, push_id: &str, connection_id: &str) -> StoreResult<Option<Delivery>> {
+        let table = self.table(TableId::Deliveries);
+        let resp = self
+            .client
+            .get_item()
+            .table_name(table)
+            .set_key(Some(delivery_key(push_id, connection_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .or_store(table)?;
+        resp.item.as_ref().map(Delivery::from_item).transpose()
+    }
+
+    async fn record_attempt(&self, push_id: &str, connection_id: &str) -> StoreResult<Option<u32>> {
+        let table = self.table(TableId::Deliveries);
+        let update = self
+            .client
+            .update_item()
+            .table_name(table)
+            .set_key(Some(delivery_key(push_id, connection_id)))
+            .update_expression("ADD #attempts :one")
+            .condition_expression("attribute_exists(#p) AND #acked = :false")
+            .expression_attribute_names("#attempts", name::ATTEMPTS)
+            .expression_attribute_names("#p", attr::PUSH_ID)
+            .expression_attribute_names("#acked", name::ACKED)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .or_store(table);
+        match update {
+            Ok(resp) => get_n(&resp.attributes.unwrap_or_default(), name::ATTEMPTS).map(Some),
+            Err(StoreError::ConditionFailed(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn ack_delivery(&self, push_id: &str, connection_id: &str) -> StoreResult<AckOutcome> {
+        let table = self.table(TableId::Deliveries);
+        let update = self
+            .client
+            .update_item()
+            .table_name(table)
+            .set_key(Some(delivery_key(push_id, connection_id)))
+            .update_expression("SET #acked = :true")
+            .condition_expression("attribute_exists(#p)")
+            .expression_attribute_names("#acked", name::ACKED)
+            .expression_attribute_names("#p", attr::PUSH_ID)
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .send()
+            .await
+            .or_store(table);
+        Ok(if applied(update)? { AckOutcome::Acked } else { AckOutcome::Unknown })
+    }
+}

@@ -1,0 +1,131 @@
+//! Subscriptions: one item per (connection, event), found by event (`by_event`) and by user and
+//! event (`by_user_event`, on the `user_event` attribute).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::DynamoStore;
+use super::error::OrStore;
+use super::item::{Item, ToItem, from_items, get_s, key, s};
+use super::query::{limit_i32, query_all};
+use crate::domain::Subscription;
+use crate::store::tables::{BY_EVENT, BY_USER_EVENT, TableId, attr};
+use crate::store::{Page, StoreError, StoreResult, SubscriptionStore, user_event_key};
+
+/// The opaque cursor of a page: its `LastEvaluatedKey` (string attributes) as base64 JSON.
+fn encode_cursor(last_key: &Item) -> StoreResult<String> {
+    let plain = last_key
+        .iter()
+        .map(|(k, v)| match v {
+            AttributeValue::S(text) => Ok((k.as_str(), text.as_str())),
+            _ => Err(StoreError::Corrupt(format!("key attribute {k:?} is not a string"))),
+        })
+        .collect::<StoreResult<BTreeMap<&str, &str>>>()?;
+    let json = serde_json::to_vec(&plain).map_err(|e| StoreError::Backend(Box::new(e)))?;
+    Ok(URL_SAFE_NO_PAD.encode(json))
+}
+
+/// A cursor of [`encode_cursor`] for a page of `event_name`'s subscribers.
+fn decode_cursor(cursor: &str, event_name: &str) -> StoreResult<Item> {
+    let invalid = || StoreError::Invalid("malformed page cursor".into());
+    let json = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let plain: BTreeMap<String, String> = serde_json::from_slice(&json).map_err(|_| invalid())?;
+    let expected = [attr::CONNECTION_ID, attr::EVENT_NAME];
+    if plain.len() != expected.len() || !expected.iter().all(|k| plain.contains_key(*k)) {
+        return Err(invalid());
+    }
+    if plain.get(attr::EVENT_NAME).map(String::as_str) != Some(event_name) {
+        return Err(StoreError::Invalid("page cursor of another event".into()));
+    }
+    Ok(plain.into_iter().map(|(k, v)| (k, s(v))).collect())
+}
+
+impl DynamoStore {
+    fn subscription_key(connection_id: &str, event_name: &str) -> Item {
+        key([(attr::CONNECTION_ID, s(connection_id)), (attr::EVENT_NAME, s(event_name))])
+    }
+}
+
+#[async_trait]
+impl SubscriptionStore for DynamoStore {
+    async fn subscribe(&self, subscription: &Subscription) -> StoreResult<()> {
+        let table = self.table(TableId::Subscriptions);
+        self.client.put_item().table_name(table).set_item(Some(subscription.to_item())).send().await.or_store(table)?;
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, connection_id: &str, event_name: &str) -> StoreResult<bool> {
+        let table = self.table(TableId::Subscriptions);
+        let resp = self
+            .client
+            .delete_item()
+            .table_name(table)
+            .set_key(Some(Self::subscription_key(connection_id, event_name)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .or_store(table)?;
+        Ok(resp.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn connection_subscriptions(&self, connection_id: &str) -> StoreResult<Vec<String>> {
+        let table = self.table(TableId::Subscriptions);
+        let query = self
+            .query_eq(TableId::Subscriptions, None, attr::CONNECTION_ID, connection_id)
+            .consistent_read(true)
+            .projection_expression("#e")
+            .expression_attribute_names("#e", attr::EVENT_NAME);
+        query_all(table, query, None).await?.iter().map(|i| get_s(i, attr::EVENT_NAME)).collect()
+    }
+
+    async fn delete_connection_subscriptions(&self, connection_id: &str) -> StoreResult<usize> {
+        let events = self.connection_subscriptions(connection_id).await?;
+        let keys = events.iter().map(|e| Self::subscription_key(connection_id, e)).collect();
+        self.batch_delete(TableId::Subscriptions, keys).await?;
+        Ok(events.len())
+    }
+
+    async fn event_subscribers(&self, event_name: &str, cursor: Option<&str>, limit: usize) -> StoreResult<Page<Subscription>> {
+        if limit == 0 {
+            return Err(StoreError::Invalid("page limit must be at least 1".into()));
+        }
+        let start = cursor.map(|c| decode_cursor(c, event_name)).transpose()?;
+        let table = self.table(TableId::Subscriptions);
+        let resp = self
+            .query_eq(TableId::Subscriptions, Some(BY_EVENT), attr::EVENT_NAME, event_name)
+            .limit(limit_i32(limit))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .or_store(table)?;
+        let items = from_items(resp.items())?;
+        let next = resp.last_evaluated_key.filter(|k| !k.is_empty()).as_ref().map(encode_cursor).transpose()?;
+        Ok(Page { items, next })
+    }
+
+    async fn user_event_subscribers(&self, user_id: &str, event_name: &str) -> StoreResult<Vec<Subscription>> {
+        let table = self.table(TableId::Subscriptions);
+        let query = self.query_eq(TableId::Subscriptions, Some(BY_USER_EVENT), attr::USER_EVENT, &user_event_key(user_id, event_name));
+        from_items(&query_all(table, query, None).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_garbage() {
+        let k = DynamoStore::subscription_key("c1", "ev");
+        let c = encode_cursor(&k).unwrap();
+        assert_eq!(decode_cursor(&c, "ev").unwrap(), k);
+        assert!(matches!(decode_cursor(&c, "other"), Err(StoreError::Invalid(_))));
+        for bad in ["", "!!!", "bm90IGpzb24", &URL_SAFE_NO_PAD.encode(r#"{"connection_id":"c"}"#)] {
+            assert!(matches!(decode_cursor(bad, "ev"), Err(StoreError::Invalid(_))), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Storage, split by capability: each handler takes the narrowest trait it needs, mirroring its
+//! function's IAM policy. Two implementations: [`dynamodb`] (the cloud, DynamoDB Local, moto,
+//! LocalStack) and [`memory`] (herald-local's embedded default and the unit tests). One contract
+//! suite (`tests/`) runs on both.
+//!
+//! No method scans a table: every read is a `GetItem` or a `Query` on a key or an index.
+
+pub mod dynamodb;
+mod error;
+pub mod memory;
+pub mod tables;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::domain::{AckOutcome, ChatMessage, Claim, Connection, Conversation, Delivery, NewMessage, Subscription, UnreadCount};
+pub use error::{StoreError, StoreResult};
+
+/// DynamoDB's item size limit; the memory store keeps it too.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+
+/// One page of a paged query. `next` is an opaque cursor; `None` means the last page.
+/// A page may hold fewer items than asked for and still have a `next`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    async fn put_connection(&self, connection: &Connection) -> StoreResult<()>;
+    async fn get_connection(&self, connection_id: &str) -> StoreResult<Option<Connection>>;
+    /// Deletes the connection and returns what was stored, if anything.
+    async fn delete_connection(&self, connection_id: &str) -> StoreResult<Option<Connection>>;
+    /// Every connection of a user (both APIs), via the `by_user` index.
+    async fn user_connections(&self, user_id: &str) -> StoreResult<Vec<Connection>>;
+}
+
+#[async_trait]
+pub trait SubscriptionStore: Send + Sync {
+    /// Idempotent: subscribing twice leaves one subscription.
+    async fn subscribe(&self, subscription: &Subscription) -> StoreResult<()>;
+    /// Returns whether the subscription existed.
+    async fn unsubscribe(&self, connection_id: &str, event_name: &str) -> StoreResult<bool>;
+    /// The event names a connection is subscribed to.
+    async fn connection_subscriptions(&self, connection_id: &str) -> StoreResult<Vec<String>>;
+    /// Deletes every subscription of a connection; returns how many there were.
+    async fn delete_connection_subscriptions(&self, connection_id: &str) -> StoreResult<usize>;
+    /// The subscribers of an event, a page at a time (fan-outs of 100,000 and more).
+    async fn event_subscribers(&self, event_name: &str, cursor: Option<&str>, limit: usize) -> StoreResult<Page<Subscription>>;
+    /// A user's connections subscribed to an event.
+    async fn user_event_subscribers(&self, user_id: &str, event_name: &str) -> StoreResult<Vec<Subscription>>;
+}
+
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    /// Claims a push id before fanning it out, so that a message the queue hands over twice is
+    /// pushed once. A claim not completed within `lease` may be retaken. `expires_at`: TTL.
+    async fn claim_push(&self, push_id: &str, lease: Duration, expires_at: i64) -> StoreResult<Claim>;
+    /// Marks a claimed push as delivered: later claims answer [`Claim::Done`].
+    async fn complete_push(&self, push_id: &str) -> StoreResult<()>;
+    /// Drops an unfinished claim so that a retry may start at once.
+    async fn release_push(&self, push_id: &str) -> StoreResult<()>;
+    /// Creates the delivery record once; `false` when it already exists (nothing is changed).
+    async fn create_delivery(&self, delivery: &Delivery) -> StoreResult<bool>;
+    async fn get_delivery(&self, push_id: &str, connection_id: &str) -> StoreResult<Option<Delivery>>;
+    /// Counts one more send of an unacked delivery and returns the new count; `None` when the
+    /// delivery is acked or unknown (nothing to resend).
+    async fn record_attempt(&self, push_id: &str, connection_id: &str) -> StoreResult<Option<u32>>;
+    /// Records an ack. Idempotent.
+    async fn ack_delivery(&self, push_id: &str, connection_id: &str) -> StoreResult<AckOutcome>;
+}
+
+#[async_trait]
+pub trait ConversationStore: Send + Sync {
+    /// Creates the conversation of an application once, with the next sequential id; a second
+    /// call returns the first one's conversation and `false`.
+    async fn create_conversation(&self, application_id: &serde_json::Value, user_id: &str, now: &str) -> StoreResult<(Conversation, bool)>;
+    async fn get_conversation(&self, session_channel: &str) -> StoreResult<Option<Conversation>>;
+    /// A user's conversations, by id.
+    async fn user_conversations(&self, user_id: &str) -> StoreResult<Vec<Conversation>>;
+}
+
+#[async_trait]
+pub trait MessageStore: Send + Sync {
+    /// Appends a message with the channel's next sequential id (status 0). With a
+    /// `client_msg_id` seen before on the channel, returns the stored message and `false`.
+    /// [`StoreError::NotFound`] when the channel has no conversation.
+    async fn append_message(&self, message: &NewMessage) -> StoreResult<(ChatMessage, bool)>;
+    /// Up to `limit` messages with ids below `before_id` (all when `None`), the newest ones,
+    /// returned oldest first.
+    async fn list_messages(&self, session_channel: &str, before_id: Option<i64>, limit: usize) -> StoreResult<Vec<ChatMessage>>;
+    async fn get_message(&self, session_channel: &str, id: i64) -> StoreResult<Option<ChatMessage>>;
+    /// Sets status 1 (idempotent) and returns the message; `None` when there is no such message.
+    async fn mark_read(&self, session_channel: &str, id: i64, now: &str) -> StoreResult<Option<ChatMessage>>;
+    /// Per channel: messages with status 0 sent by someone other than `reader`.
+    async fn unread_counts(&self, session_channels: &[String], reader: &str) -> StoreResult<Vec<UnreadCount>>;
+}
+
+#[async_trait]
+pub trait MemberStore: Send + Sync {
+    /// Idempotent.
+    async fn add_member(&self, session_channel: &str, member_id: &str) -> StoreResult<()>;
+    /// The channels a participant takes part in.
+    async fn member_channels(&self, member_id: &str) -> StoreResult<Vec<String>>;
+    /// The participants of a channel.
+    async fn channel_members(&self, session_channel: &str) -> StoreResult<Vec<String>>;
+}
+
+/// Every capability: what herald-local and the contract suite hold.
+pub trait Store: ConnectionStore + SubscriptionStore + DeliveryStore + ConversationStore + MessageStore + MemberStore {}
+
+impl<T> Store for T where T: ConnectionStore + SubscriptionStore + DeliveryStore + ConversationStore + MessageStore + MemberStore {}
+
+/// Length-prefixed composite key of a user and an event, unambiguous for any strings.
+pub fn user_event_key(user_id: &str, event_name: &str) -> String {
+    format!("{}:{user_id}{event_name}", user_id.len())
+}
+
+/// A key of the counters table (`conversation` ids) or an idempotency marker.
+pub fn message_key(session_channel: &str, client_msg_id: &str) -> String {
+    format!("msg:{}:{session_channel}{client_msg_id}", session_channel.len())
+}

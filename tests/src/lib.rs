@@ -1,0 +1,4 @@
+//! Harness for Herald's integration tests.
+
+pub mod dynamo;
+pub mod local;

@@ -1,0 +1,175 @@
+//! herald-local for the end-to-end tests: `spawn_app` starts it in this process on a free port,
+//! on the embedded backend or on DynamoDB Local (tables of its own), and real WebSocket clients
+//! talk to it.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use herald::auth::{AuthConfig, issue_hs256};
+use herald::store::tables::TableNames;
+use herald_local::{Backend, Options, Server};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const SECRET: &str = "e2e-secret";
+
+/// Which backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum On {
+    Embedded,
+    DynamoDbLocal,
+}
+
+/// Starts herald-local on a free port.
+pub async fn spawn_app(on: On) -> Server {
+    spawn_with(on, |_| {}).await
+}
+
+/// Starts herald-local with adjusted options.
+pub async fn spawn_with(on: On, adjust: impl FnOnce(&mut Options)) -> Server {
+    let mut options = Options::from_lookup(&|_| None).expect("default options");
+    options.port = 0;
+    options.auth = AuthConfig::hs256(SECRET);
+    if on == On::DynamoDbLocal {
+        options.backend = Backend::Aws;
+        options.create_resources = true;
+        options.tables = TableNames::with_prefix(&crate::dynamo::unique_prefix());
+        options.sdk = Some(crate::dynamo::local_sdk_config().await);
+    }
+    adjust(&mut options);
+    herald_local::start(options).await.expect("herald-local starts")
+}
+
+/// A token signed with the test secret, valid for an hour unless `claims` has its own `exp`.
+pub fn token(claims: Value) -> String {
+    let mut claims = claims;
+    if claims.get("exp").is_none() {
+        claims["exp"] = json!(time::OffsetDateTime::now_utc().unix_timestamp() + 3600);
+    }
+    issue_hs256(SECRET, &claims).expect("token")
+}
+
+pub fn user_token(user: &str) -> String {
+    token(json!({ "sub": user }))
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Connects; `Err` carries the refusal (e.g. an HTTP 401).
+pub async fn connect(url: &str, protocols: Option<&str>) -> Result<(Ws, http::Response<Option<Vec<u8>>>), Box<WsError>> {
+    let mut request = url.into_client_request().map_err(Box::new)?;
+    if let Some(p) = protocols {
+        request.headers_mut().insert("sec-websocket-protocol", p.parse().expect("header"));
+    }
+    tokio_tungstenite::connect_async(request).await.map_err(Box::new)
+}
+
+/// The HTTP status of a refused handshake.
+pub fn refusal_status(err: &WsError) -> Option<u16> {
+    match err {
+        WsError::Http(response) => Some(response.status().as_u16()),
+        _ => None,
+    }
+}
+
+/// Connects to the notification API with `?token=` and extra query.
+pub async fn notify_client(server: &Server, user: &str, query: &str) -> Ws {
+    let url = server.ws_url(&format!("/api/v1/notify/ws?token={}{query}", user_token(user)));
+    connect(&url, None).await.expect("connects").0
+}
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// The next message that is not a ping/pong, or `None` on close or timeout.
+pub async fn next_message(ws: &mut Ws, wait: Duration) -> Option<Message> {
+    loop {
+        match tokio::time::timeout(wait, ws.next()).await {
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Ok(m))) => return Some(m),
+            _ => return None,
+        }
+    }
+}
+
+/// The next JSON text frame; panics on anything else.
+pub async fn next_json(ws: &mut Ws) -> Value {
+    match next_message(ws, WAIT).await {
+        Some(Message::Text(t)) => serde_json::from_str(&t).unwrap_or_else(|e| panic!("not JSON ({e}): {t}")),
+        other => panic!("expected a JSON text frame, got {other:?}"),
+    }
+}
+
+/// The next binary frame; panics on anything else.
+pub async fn next_binary(ws: &mut Ws) -> Vec<u8> {
+    match next_message(ws, WAIT).await {
+        Some(Message::Binary(b)) => b.to_vec(),
+        other => panic!("expected a binary frame, got {other:?}"),
+    }
+}
+
+/// Asserts nothing arrives within `wait`.
+pub async fn assert_silent(ws: &mut Ws, wait: Duration) {
+    if let Some(m) = next_message(ws, wait).await {
+        panic!("expected nothing, got {m:?}");
+    }
+}
+
+/// Sends a JSON frame.
+pub async fn send_json(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.expect("send");
+}
+
+/// Sends JSON and returns the reply frame.
+pub async fn request(ws: &mut Ws, v: Value) -> Value {
+    send_json(ws, v).await;
+    next_json(ws).await
+}
+
+/// Waits for the server's close frame and returns its code.
+pub async fn close_code(ws: &mut Ws) -> Option<u16> {
+    loop {
+        match tokio::time::timeout(WAIT, ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f: CloseFrame| u16::from(f.code)),
+            Ok(Some(Ok(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// Polls until `f` is true (the server's side of a close runs asynchronously).
+pub async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// The connection ids of a user, from herald-local's store.
+pub async fn connection_ids(server: &Server, user: &str) -> Vec<String> {
+    let mut ids: Vec<String> =
+        server.app.handlers.store.user_connections(user).await.expect("store").into_iter().map(|c| c.connection_id).collect();
+    ids.sort();
+    ids
+}
+
+/// `aws-sdk-apigatewaymanagement` pointed at herald-local, as a deployed function would use it.
+pub async fn management_client(server: &Server) -> aws_sdk_apigatewaymanagement::Client {
+    let config = aws_sdk_apigatewaymanagement::Config::builder()
+        .behavior_version(aws_sdk_apigatewaymanagement::config::BehaviorVersion::latest())
+        .region(aws_sdk_apigatewaymanagement::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_apigatewaymanagement::config::Credentials::new("test", "test", None, None, "static"))
+        .endpoint_url(server.url(""))
+        .build();
+    aws_sdk_apigatewaymanagement::Client::from_conf(config)
+}

@@ -1,0 +1,718 @@
+//! The store contract: one suite over the store traits, run on the in-memory store and on
+//! DynamoDB Local. Every case is written once (`case_*<S: Store>`); `contract!` runs each as
+//! `memory::case_*` and `dynamodb::case_*`. A few DynamoDB-only cases follow (`dynamodb_only::*`):
+//! error mapping, cursors, corrupt items, the 1 MB page boundary, table administration.
+//!
+//! DynamoDB Local: run with `./scripts/test` (it sets `HERALD_TEST_DYNAMODB_ENDPOINT`).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::join_all;
+use herald::domain::{AckMode, AckOutcome, Api, ChatMessage, Claim, Connection, ContentType, Delivery, Encoding, NewMessage, Subscription};
+use herald::store::{Page, Store, StoreError, StoreResult};
+use serde_json::json;
+
+const T0: &str = "2024-05-01T10:00:00Z";
+const T1: &str = "2024-05-01T10:05:00Z";
+const T2: &str = "2024-05-01T10:10:00Z";
+const LONG_LEASE: Duration = Duration::from_secs(60);
+const EXPIRES: i64 = 2_000_000_000;
+
+fn connection(id: &str, user: &str) -> Connection {
+    Connection {
+        connection_id: id.to_string(),
+        user_id: user.to_string(),
+        api: Api::Notify,
+        encoding: Encoding::Json,
+        ack_mode: AckMode::None,
+        admin: false,
+        request_id: None,
+        connected_at: 1_714_557_600_000,
+        expires_at: EXPIRES,
+    }
+}
+
+fn subscription(id: &str, user: &str, event: &str) -> Subscription {
+    Subscription::of(&connection(id, user), event)
+}
+
+fn text(channel: &str, sender: &str, content: &str) -> NewMessage {
+    NewMessage {
+        session_channel: channel.to_string(),
+        content: content.to_string(),
+        content_type: ContentType::Text,
+        sender_id: sender.to_string(),
+        client_msg_id: None,
+        create_at: T0.to_string(),
+    }
+}
+
+fn keyed(channel: &str, sender: &str, content: &str, key: &str) -> NewMessage {
+    NewMessage { client_msg_id: Some(key.to_string()), ..text(channel, sender, content) }
+}
+
+fn delivery(push: &str, conn: &str) -> Delivery {
+    Delivery {
+        push_id: push.to_string(),
+        connection_id: conn.to_string(),
+        attempts: 1,
+        acked: false,
+        frame: vec![0x0a, 0x00, 0x9f, 0xff, b'x'],
+        binary: true,
+        expires_at: EXPIRES,
+    }
+}
+
+fn ids<'a>(conns: impl IntoIterator<Item = &'a Connection>) -> Vec<String> {
+    let mut v: Vec<String> = conns.into_iter().map(|c| c.connection_id.clone()).collect();
+    v.sort();
+    v
+}
+
+fn sub_ids<'a>(subs: impl IntoIterator<Item = &'a Subscription>) -> Vec<String> {
+    let mut v: Vec<String> = subs.into_iter().map(|s| s.connection_id.clone()).collect();
+    v.sort();
+    v
+}
+
+fn message_ids(ms: &[ChatMessage]) -> Vec<i64> {
+    ms.iter().map(|m| m.id).collect()
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// Walks every page of an event's subscribers, as a fan-out does: until `next` is `None`. Only
+/// the last page may be empty. Returns the subscribers and the number of pages.
+async fn all_subscribers<S: Store>(s: &S, event: &str, limit: usize) -> (Vec<Subscription>, usize) {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let Page { items, next } = s.event_subscribers(event, cursor.as_deref(), limit).await.unwrap();
+        pages += 1;
+        assert!(items.len() <= limit, "page of {} over limit {limit}", items.len());
+        assert!(!items.is_empty() || next.is_none(), "an empty page must be the last");
+        assert!(pages <= 10_000, "paging does not end");
+        out.extend(items);
+        match next {
+            Some(n) => cursor = Some(n),
+            None => return (out, pages),
+        }
+    }
+}
+
+fn assert_too_large<T: std::fmt::Debug>(r: StoreResult<T>) {
+    assert!(matches!(r, Err(StoreError::ItemTooLarge(_))), "expected ItemTooLarge, got {r:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connections
+
+async fn case_connections<S: Store>(s: &S) {
+    assert_eq!(s.get_connection("1").await.unwrap(), None);
+    let a1 = connection("1", "1589");
+    let a2 = Connection {
+        api: Api::Chat,
+        encoding: Encoding::Protobuf,
+        ack_mode: AckMode::Required,
+        admin: true,
+        request_id: Some("77".into()),
+        ..connection("2", "1589")
+    };
+    let b = connection("10", "42");
+    for c in [&a1, &a2, &b] {
+        s.put_connection(c).await.unwrap();
+    }
+    assert_eq!(s.get_connection("1").await.unwrap(), Some(a1.clone()));
+    assert_eq!(s.get_connection("2").await.unwrap(), Some(a2.clone()), "every field round-trips");
+    assert_eq!(ids(&s.user_connections("1589").await.unwrap()), strings(&["1", "2"]));
+    assert_eq!(s.user_connections("42").await.unwrap(), vec![b.clone()]);
+    assert_eq!(s.user_connections("nobody").await.unwrap(), vec![]);
+
+    // Putting again replaces, also in the by-user lookup.
+    let moved = connection("2", "42");
+    s.put_connection(&moved).await.unwrap();
+    assert_eq!(ids(&s.user_connections("1589").await.unwrap()), strings(&["1"]));
+    assert_eq!(ids(&s.user_connections("42").await.unwrap()), strings(&["10", "2"]));
+
+    assert_eq!(s.delete_connection("1").await.unwrap(), Some(a1));
+    assert_eq!(s.delete_connection("1").await.unwrap(), None);
+    assert_eq!(s.get_connection("1").await.unwrap(), None);
+    assert_eq!(s.user_connections("1589").await.unwrap(), vec![]);
+    assert_eq!(ids(&s.user_connections("42").await.unwrap()), strings(&["10", "2"]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subscriptions
+
+async fn case_subscriptions<S: Store>(s: &S) {
+    let sub = subscription("c1", "u1", "ev");
+    s.subscribe(&sub).await.unwrap();
+    s.subscribe(&sub).await.unwrap();
+    assert_eq!(s.connection_subscriptions("c1").await.unwrap(), strings(&["ev"]), "subscribing twice leaves one");
+    let page = s.event_subscribers("ev", None, 10).await.unwrap();
+    assert_eq!(page.items, vec![sub.clone()]);
+    s.subscribe(&subscription("c1", "u1", "other")).await.unwrap();
+    let mut events = s.connection_subscriptions("c1").await.unwrap();
+    events.sort();
+    assert_eq!(events, strings(&["ev", "other"]));
+
+    assert!(s.unsubscribe("c1", "other").await.unwrap());
+    assert!(!s.unsubscribe("c1", "other").await.unwrap(), "a second unsubscribe finds nothing");
+    assert!(!s.unsubscribe("nope", "ev").await.unwrap());
+    assert_eq!(s.connection_subscriptions("c1").await.unwrap(), strings(&["ev"]));
+    assert_eq!(s.connection_subscriptions("nope").await.unwrap(), Vec::<String>::new());
+    assert_eq!(s.event_subscribers("other", None, 10).await.unwrap(), Page { items: vec![], next: None });
+}
+
+async fn case_delete_connection_subscriptions<S: Store>(s: &S) {
+    for e in ["e1", "e2", "e3"] {
+        s.subscribe(&subscription("c1", "u1", e)).await.unwrap();
+    }
+    s.subscribe(&subscription("c2", "u2", "e1")).await.unwrap();
+    assert_eq!(s.delete_connection_subscriptions("c1").await.unwrap(), 3);
+    assert_eq!(s.connection_subscriptions("c1").await.unwrap(), Vec::<String>::new());
+    let (subs, _) = all_subscribers(s, "e1", 10).await;
+    assert_eq!(sub_ids(&subs), strings(&["c2"]), "gone from the event lookup");
+    let (subs, _) = all_subscribers(s, "e2", 10).await;
+    assert!(subs.is_empty());
+    assert_eq!(s.user_event_subscribers("u1", "e1").await.unwrap(), vec![], "gone from the user+event lookup");
+    assert_eq!(s.user_event_subscribers("u1", "e3").await.unwrap(), vec![]);
+    assert_eq!(s.user_event_subscribers("u2", "e1").await.unwrap(), vec![subscription("c2", "u2", "e1")]);
+    assert_eq!(s.delete_connection_subscriptions("c1").await.unwrap(), 0);
+}
+
+async fn case_event_subscribers_paging<S: Store>(s: &S) {
+    let expected: Vec<String> = (1..=5).map(|i| format!("conn-{i}")).collect();
+    for id in &expected {
+        s.subscribe(&subscription(id, &format!("user-{id}"), "news")).await.unwrap();
+    }
+    s.subscribe(&subscription("elsewhere", "u", "sports")).await.unwrap();
+    let (subs, pages) = all_subscribers(s, "news", 2).await;
+    let got = sub_ids(&subs);
+    assert_eq!(got, expected, "pages concatenate to exactly the subscribers");
+    assert_eq!(got.iter().collect::<BTreeSet<_>>().len(), 5, "no duplicates");
+    assert!((3..=4).contains(&pages), "5 at 2 a page: 3 pages (and perhaps a final empty one), got {pages}");
+    assert_eq!(subs.iter().find(|x| x.connection_id == "conn-3").unwrap(), &subscription("conn-3", "user-conn-3", "news"));
+
+    let first = s.event_subscribers("news", None, 2).await.unwrap();
+    assert_eq!(first.items.len(), 2);
+    assert!(first.next.is_some(), "more to come");
+    assert!(matches!(s.event_subscribers("news", None, 0).await, Err(StoreError::Invalid(_))), "limit 0 is refused");
+}
+
+async fn case_user_event_subscribers<S: Store>(s: &S) {
+    for (c, u, e) in [("c1", "A", "ev"), ("c2", "A", "ev"), ("c3", "B", "ev"), ("c4", "A", "other"), ("c5", "a", "bc"), ("c6", "ab", "c")] {
+        s.subscribe(&subscription(c, u, e)).await.unwrap();
+    }
+    assert_eq!(sub_ids(&s.user_event_subscribers("A", "ev").await.unwrap()), strings(&["c1", "c2"]));
+    assert_eq!(sub_ids(&s.user_event_subscribers("B", "ev").await.unwrap()), strings(&["c3"]));
+    assert_eq!(sub_ids(&s.user_event_subscribers("a", "bc").await.unwrap()), strings(&["c5"]), "user+event keys do not collide");
+    assert_eq!(sub_ids(&s.user_event_subscribers("ab", "c").await.unwrap()), strings(&["c6"]));
+    assert_eq!(s.user_event_subscribers("B", "other").await.unwrap(), vec![]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// More than DynamoDB's 1 MB a query page
+
+const BIG_COUNT: usize = 1_600;
+const BIG_USER: &str = "big-user";
+const BIG_EVENT: &str = "big-event";
+
+/// ~700-byte connection ids: 1,600 items make over 1 MB in each lookup.
+fn big_id(i: usize) -> String {
+    format!("{i:05}-{}", "x".repeat(690))
+}
+
+async fn seed_big_event<S: Store>(s: &S, with_connections: bool) {
+    futures::stream::iter(0..BIG_COUNT)
+        .map(|i| async move {
+            let c = connection(&big_id(i), BIG_USER);
+            if with_connections {
+                s.put_connection(&c).await?;
+            }
+            s.subscribe(&Subscription::of(&c, BIG_EVENT)).await
+        })
+        .buffer_unordered(32)
+        .for_each(|r| async move { r.unwrap() })
+        .await;
+}
+
+async fn case_query_pages_past_1mb<S: Store>(s: &S) {
+    seed_big_event(s, true).await;
+    s.subscribe(&subscription("small", "someone-else", BIG_EVENT)).await.unwrap();
+    s.put_connection(&connection("small", "someone-else")).await.unwrap();
+
+    let (subs, _) = all_subscribers(s, BIG_EVENT, 5000).await;
+    assert_eq!(subs.len(), BIG_COUNT + 1);
+    assert_eq!(subs.iter().map(|x| &x.connection_id).collect::<BTreeSet<_>>().len(), BIG_COUNT + 1, "no duplicates");
+
+    let conns = s.user_connections(BIG_USER).await.unwrap();
+    assert_eq!(conns.len(), BIG_COUNT, "user_connections follows every page");
+    assert_eq!(ids(&conns), (0..BIG_COUNT).map(big_id).collect::<Vec<_>>());
+    let subs = s.user_event_subscribers(BIG_USER, BIG_EVENT).await.unwrap();
+    assert_eq!(subs.len(), BIG_COUNT, "user_event_subscribers follows every page");
+    assert_eq!(sub_ids(&subs), (0..BIG_COUNT).map(big_id).collect::<Vec<_>>());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Push claims and deliveries
+
+async fn case_claim_push<S: Store>(s: &S) {
+    assert_eq!(s.claim_push("p1", LONG_LEASE, EXPIRES).await.unwrap(), Claim::New);
+    assert_eq!(s.claim_push("p1", LONG_LEASE, EXPIRES).await.unwrap(), Claim::Busy, "a live lease");
+    s.complete_push("p1").await.unwrap();
+    assert_eq!(s.claim_push("p1", LONG_LEASE, EXPIRES).await.unwrap(), Claim::Done);
+    s.release_push("p1").await.unwrap();
+    assert_eq!(s.claim_push("p1", LONG_LEASE, EXPIRES).await.unwrap(), Claim::Done, "release keeps a completed push");
+
+    assert_eq!(s.claim_push("p2", LONG_LEASE, EXPIRES).await.unwrap(), Claim::New);
+    s.release_push("p2").await.unwrap();
+    assert_eq!(s.claim_push("p2", LONG_LEASE, EXPIRES).await.unwrap(), Claim::New, "a released claim starts over");
+    s.release_push("never-claimed").await.unwrap();
+}
+
+async fn case_claim_push_expired_lease<S: Store>(s: &S) {
+    assert_eq!(s.claim_push("p", Duration::from_millis(50), EXPIRES).await.unwrap(), Claim::New);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(s.claim_push("p", LONG_LEASE, EXPIRES).await.unwrap(), Claim::Retaken);
+    assert_eq!(s.claim_push("p", LONG_LEASE, EXPIRES).await.unwrap(), Claim::Busy, "the retaken lease is live");
+    s.complete_push("p").await.unwrap();
+    assert_eq!(s.claim_push("p", LONG_LEASE, EXPIRES).await.unwrap(), Claim::Done);
+}
+
+async fn case_claim_push_concurrent<S: Store>(s: &S) {
+    for round in 0..5 {
+        let push = format!("race-{round}");
+        let (a, b) = tokio::join!(s.claim_push(&push, LONG_LEASE, EXPIRES), s.claim_push(&push, LONG_LEASE, EXPIRES));
+        let mut outcomes = [a.unwrap(), b.unwrap()];
+        outcomes.sort_by_key(|c| format!("{c:?}"));
+        assert_eq!(outcomes, [Claim::Busy, Claim::New], "exactly one claimer wins");
+    }
+}
+
+async fn case_deliveries<S: Store>(s: &S) {
+    let d = delivery("p1", "c1");
+    assert!(s.create_delivery(&d).await.unwrap());
+    assert!(!s.create_delivery(&Delivery { frame: b"other".to_vec(), attempts: 9, ..d.clone() }).await.unwrap());
+    assert_eq!(s.get_delivery("p1", "c1").await.unwrap(), Some(d.clone()), "the second create changed nothing");
+    assert_eq!(s.get_delivery("p1", "c2").await.unwrap(), None);
+
+    assert_eq!(s.record_attempt("p1", "c1").await.unwrap(), Some(2));
+    assert_eq!(s.record_attempt("p1", "c1").await.unwrap(), Some(3));
+    assert_eq!(s.ack_delivery("p1", "c1").await.unwrap(), AckOutcome::Acked);
+    assert_eq!(s.ack_delivery("p1", "c1").await.unwrap(), AckOutcome::Acked, "acking twice is fine");
+    assert_eq!(s.record_attempt("p1", "c1").await.unwrap(), None, "nothing to resend once acked");
+    assert_eq!(s.get_delivery("p1", "c1").await.unwrap(), Some(Delivery { attempts: 3, acked: true, ..d }));
+
+    assert_eq!(s.ack_delivery("p1", "unknown").await.unwrap(), AckOutcome::Unknown);
+    assert_eq!(s.ack_delivery("unknown", "c1").await.unwrap(), AckOutcome::Unknown);
+    assert_eq!(s.record_attempt("unknown", "c1").await.unwrap(), None);
+    assert_eq!(s.get_delivery("unknown", "c1").await.unwrap(), None, "an unknown ack creates nothing");
+
+    // Claims and deliveries of one push do not disturb each other.
+    assert_eq!(s.claim_push("p1", LONG_LEASE, EXPIRES).await.unwrap(), Claim::New);
+    assert_eq!(s.get_delivery("p1", "c1").await.unwrap().map(|d| d.acked), Some(true));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversations
+
+async fn case_create_conversation<S: Store>(s: &S) {
+    let (a, created) = s.create_conversation(&json!(7), "u1", T0).await.unwrap();
+    assert!(created);
+    assert_eq!((a.id, a.session_channel.as_str(), &a.application_id, a.user_id.as_str()), (1, "7", &json!(7), "u1"));
+    assert_eq!((a.create_at.as_str(), a.update_at.as_str()), (T0, T0));
+    let (b, created) = s.create_conversation(&json!("app-b"), "u2", T1).await.unwrap();
+    assert!(created);
+    assert_eq!((b.id, b.session_channel.as_str(), &b.application_id), (2, "app-b", &json!("app-b")));
+
+    let (again, created) = s.create_conversation(&json!(7), "u9", T2).await.unwrap();
+    assert!(!created);
+    assert_eq!(again, a, "the first call's conversation, unchanged");
+    let (again, created) = s.create_conversation(&json!("7"), "u9", T2).await.unwrap();
+    assert!(!created, "7 and \"7\" are one application");
+    assert_eq!(again, a);
+
+    let (c, created) = s.create_conversation(&json!(100), "u1", T0).await.unwrap();
+    assert!(created);
+    assert_eq!(c.id, 3, "a retry took no id");
+    assert_eq!(c.session_channel, "100");
+    assert_eq!(c.application_id, json!(100));
+    assert!(c.application_id.is_number(), "the number comes back as a number");
+
+    assert_eq!(s.get_conversation("100").await.unwrap(), Some(c));
+    assert_eq!(s.get_conversation("app-b").await.unwrap(), Some(b));
+    assert_eq!(s.get_conversation("nope").await.unwrap(), None);
+    assert!(matches!(s.create_conversation(&json!(1.5), "u1", T0).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(s.create_conversation(&json!(null), "u1", T0).await, Err(StoreError::Invalid(_))));
+}
+
+async fn case_create_conversation_concurrent<S: Store>(s: &S) {
+    let results = join_all((0..10).map(|i| {
+        let user = format!("user-{i}");
+        async move { s.create_conversation(&json!(55), &user, T0).await }
+    }))
+    .await;
+    let results: Vec<_> = results.into_iter().map(|r| r.unwrap()).collect();
+    assert_eq!(results.iter().filter(|(_, created)| *created).count(), 1, "exactly one creates it");
+    let winner = &results.iter().find(|(_, created)| *created).unwrap().0;
+    assert!(results.iter().all(|(c, _)| c == winner), "all answer the same conversation");
+    assert_eq!(s.get_conversation("55").await.unwrap().as_ref(), Some(winner));
+}
+
+async fn case_user_conversations<S: Store>(s: &S) {
+    // Ids 1, 2, 3 on channels "30", "4", "100": the order by id is not the order of the channels.
+    for app in [30, 4, 100] {
+        s.create_conversation(&json!(app), "me", T0).await.unwrap();
+    }
+    s.create_conversation(&json!(5), "someone-else", T0).await.unwrap();
+    let mine = s.user_conversations("me").await.unwrap();
+    assert_eq!(mine.iter().map(|c| c.id).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(mine.iter().map(|c| c.session_channel.as_str()).collect::<Vec<_>>(), vec!["30", "4", "100"]);
+    assert_eq!(s.user_conversations("nobody").await.unwrap(), vec![]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+
+async fn case_append_message_sequential<S: Store>(s: &S) {
+    s.create_conversation(&json!(1), "u", T0).await.unwrap();
+    s.create_conversation(&json!(2), "u", T0).await.unwrap();
+    for round in 1..=3 {
+        for ch in ["1", "2"] {
+            let (m, created) = s.append_message(&text(ch, "alice", &format!("{ch}/{round}"))).await.unwrap();
+            assert!(created);
+            assert_eq!((m.id, m.session_channel.as_str()), (round, ch), "ids are sequential per channel");
+        }
+    }
+    let image = NewMessage { content_type: ContentType::Image, ..text("1", "bob", "https://x/y.png") };
+    let (m, _) = s.append_message(&image).await.unwrap();
+    let expected = ChatMessage {
+        id: 4,
+        session_channel: "1".into(),
+        content: "https://x/y.png".into(),
+        content_type: 2,
+        sender_id: "bob".into(),
+        status: 0,
+        create_at: T0.into(),
+        update_at: T0.into(),
+        client_msg_id: None,
+    };
+    assert_eq!(m, expected);
+    assert_eq!(s.get_message("1", 4).await.unwrap(), Some(expected));
+    assert_eq!(s.get_message("1", 5).await.unwrap(), None);
+    assert_eq!(s.get_message("2", 3).await.unwrap().map(|m| m.content), Some("2/3".to_string()));
+}
+
+async fn case_append_message_without_conversation<S: Store>(s: &S) {
+    let r = s.append_message(&text("missing", "alice", "hi")).await;
+    assert!(matches!(r, Err(StoreError::NotFound(_))), "{r:?}");
+    let r = s.append_message(&keyed("missing", "alice", "hi", "k")).await;
+    assert!(matches!(r, Err(StoreError::NotFound(_))), "{r:?}");
+    assert_eq!(s.list_messages("missing", None, 10).await.unwrap(), vec![]);
+}
+
+async fn case_append_message_concurrent<S: Store>(s: &S) {
+    s.create_conversation(&json!(9), "u", T0).await.unwrap();
+    let results = join_all((0..20).map(|i| {
+        let m = text("9", if i % 2 == 0 { "alice" } else { "bob" }, &format!("m{i}"));
+        async move { s.append_message(&m).await }
+    }))
+    .await;
+    let mut got: Vec<i64> = results
+        .into_iter()
+        .map(|r| r.unwrap())
+        .map(|(m, created)| {
+            assert!(created);
+            m.id
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, (1..=20).collect::<Vec<_>>(), "ids exactly 1..=20");
+    assert_eq!(message_ids(&s.list_messages("9", None, 100).await.unwrap()), (1..=20).collect::<Vec<_>>());
+    let unread = s.unread_counts(&strings(&["9"]), "carol").await.unwrap();
+    assert_eq!(unread[0].count, 20, "every unread count was recorded");
+}
+
+async fn case_append_message_idempotent<S: Store>(s: &S) {
+    s.create_conversation(&json!(3), "u", T0).await.unwrap();
+    s.create_conversation(&json!(4), "u", T0).await.unwrap();
+    let (first, created) = s.append_message(&keyed("3", "alice", "hello", "k-1")).await.unwrap();
+    assert!(created);
+    assert_eq!((first.id, first.client_msg_id.as_deref()), (1, Some("k-1")));
+    let (second, created) = s.append_message(&keyed("3", "alice", "hello (retry)", "k-1")).await.unwrap();
+    assert!(!created);
+    assert_eq!(second, first, "the stored message");
+    assert_eq!(s.list_messages("3", None, 10).await.unwrap(), vec![first.clone()], "stored once");
+
+    let (other_channel, created) = s.append_message(&keyed("4", "alice", "hello", "k-1")).await.unwrap();
+    assert!(created, "keys are per channel");
+    assert_eq!(other_channel.id, 1);
+    let (next, _) = s.append_message(&text("3", "alice", "next")).await.unwrap();
+    assert_eq!(next.id, 2, "a retry took no id");
+    let unread = s.unread_counts(&strings(&["3"]), "bob").await.unwrap();
+    assert_eq!(unread[0].count, 2, "a retry counts no unread message");
+}
+
+async fn case_append_message_idempotent_concurrent<S: Store>(s: &S) {
+    s.create_conversation(&json!(6), "u", T0).await.unwrap();
+    let results = join_all((0..5).map(|_| async { s.append_message(&keyed("6", "alice", "once", "same-key")).await })).await;
+    let results: Vec<_> = results.into_iter().map(|r| r.unwrap()).collect();
+    assert_eq!(results.iter().filter(|(_, created)| *created).count(), 1, "one append creates it");
+    assert!(results.iter().all(|(m, _)| m == &results[0].0));
+    assert_eq!(s.list_messages("6", None, 10).await.unwrap().len(), 1, "stored once");
+}
+
+async fn case_list_messages<S: Store>(s: &S) {
+    s.create_conversation(&json!(8), "u", T0).await.unwrap();
+    for i in 1..=5 {
+        s.append_message(&text("8", "alice", &format!("m{i}"))).await.unwrap();
+    }
+    let all = s.list_messages("8", None, 100).await.unwrap();
+    assert_eq!(message_ids(&all), vec![1, 2, 3, 4, 5], "oldest first");
+    assert_eq!(all[2].content, "m3");
+    assert_eq!(message_ids(&s.list_messages("8", None, 2).await.unwrap()), vec![4, 5], "the newest, oldest first");
+    assert_eq!(message_ids(&s.list_messages("8", Some(4), 2).await.unwrap()), vec![2, 3]);
+    assert_eq!(message_ids(&s.list_messages("8", Some(2), 10).await.unwrap()), vec![1]);
+    assert_eq!(message_ids(&s.list_messages("8", Some(1), 10).await.unwrap()), Vec::<i64>::new());
+    assert_eq!(message_ids(&s.list_messages("8", Some(100), 3).await.unwrap()), vec![3, 4, 5]);
+    assert_eq!(s.list_messages("8", None, 0).await.unwrap(), vec![]);
+    assert_eq!(s.list_messages("nope", None, 10).await.unwrap(), vec![]);
+}
+
+async fn case_mark_read<S: Store>(s: &S) {
+    s.create_conversation(&json!(11), "u", T0).await.unwrap();
+    let (m, _) = s.append_message(&text("11", "alice", "read me")).await.unwrap();
+    let read = s.mark_read("11", m.id, T1).await.unwrap().unwrap();
+    assert_eq!(read, ChatMessage { status: 1, update_at: T1.into(), ..m.clone() });
+    assert_eq!(s.get_message("11", m.id).await.unwrap(), Some(read.clone()), "stored");
+    let again = s.mark_read("11", m.id, T2).await.unwrap();
+    assert_eq!(again, Some(read), "twice is fine and changes nothing");
+    assert_eq!(s.mark_read("11", 99, T1).await.unwrap(), None);
+    assert_eq!(s.mark_read("nope", 1, T1).await.unwrap(), None);
+    assert_eq!(s.get_message("11", 99).await.unwrap(), None, "marking an unknown id creates nothing");
+}
+
+async fn case_unread_counts<S: Store>(s: &S) {
+    s.create_conversation(&json!(21), "u", T0).await.unwrap();
+    s.create_conversation(&json!(22), "u", T0).await.unwrap();
+    for sender in ["alice", "alice", "alice", "bob", "bob"] {
+        s.append_message(&text("21", sender, "x")).await.unwrap();
+    }
+    s.append_message(&text("22", "bob", "y")).await.unwrap();
+    let counts = |reader: &'static str, channels: &'static [&'static str]| async move {
+        s.unread_counts(&strings(channels), reader).await.unwrap().into_iter().map(|u| (u.session_channel, u.count)).collect::<Vec<_>>()
+    };
+    assert_eq!(counts("alice", &["21"]).await, vec![("21".into(), 2)], "own messages do not count");
+    assert_eq!(counts("bob", &["21"]).await, vec![("21".into(), 3)]);
+    assert_eq!(counts("carol", &["21"]).await, vec![("21".into(), 5)]);
+    assert_eq!(
+        counts("alice", &["22", "missing", "21"]).await,
+        vec![("22".into(), 1), ("21".into(), 2)],
+        "channels without a conversation are left out; the order is the caller's"
+    );
+    assert_eq!(counts("alice", &[]).await, vec![]);
+
+    // Reads decrement, once.
+    s.mark_read("21", 1, T1).await.unwrap(); // alice's
+    s.mark_read("21", 1, T2).await.unwrap();
+    s.mark_read("21", 4, T1).await.unwrap(); // bob's
+    assert_eq!(counts("bob", &["21"]).await, vec![("21".into(), 2)]);
+    assert_eq!(counts("alice", &["21"]).await, vec![("21".into(), 1)]);
+    assert_eq!(counts("carol", &["21"]).await, vec![("21".into(), 3)]);
+}
+
+async fn case_item_too_large<S: Store>(s: &S) {
+    s.create_conversation(&json!(31), "u", T0).await.unwrap();
+    let huge = "x".repeat(450 * 1024);
+    assert_too_large(s.append_message(&text("31", "alice", &huge)).await);
+    assert_too_large(s.append_message(&keyed("31", "alice", &huge, "k")).await);
+    assert_eq!(s.list_messages("31", None, 10).await.unwrap(), vec![], "nothing stored");
+    let (m, created) = s.append_message(&keyed("31", "alice", "small", "k")).await.unwrap();
+    assert!(created, "the refused message left no idempotency key");
+    assert_eq!(m.id, 1, "the refused message took no id");
+    assert_eq!(s.unread_counts(&strings(&["31"]), "bob").await.unwrap()[0].count, 1);
+
+    let big = Delivery { frame: vec![7u8; 450 * 1024], ..delivery("p", "c") };
+    assert_too_large(s.create_delivery(&big).await);
+    assert_eq!(s.get_delivery("p", "c").await.unwrap(), None, "nothing stored");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Members
+
+async fn case_members<S: Store>(s: &S) {
+    s.add_member("ch1", "m1").await.unwrap();
+    s.add_member("ch1", "m1").await.unwrap();
+    s.add_member("ch2", "m1").await.unwrap();
+    s.add_member("ch1", "m2").await.unwrap();
+    assert_eq!(s.member_channels("m1").await.unwrap(), strings(&["ch1", "ch2"]), "adding twice leaves one");
+    assert_eq!(s.member_channels("m2").await.unwrap(), strings(&["ch1"]));
+    assert_eq!(s.channel_members("ch1").await.unwrap(), strings(&["m1", "m2"]));
+    assert_eq!(s.channel_members("ch2").await.unwrap(), strings(&["m1"]));
+    assert_eq!(s.member_channels("nobody").await.unwrap(), Vec::<String>::new());
+    assert_eq!(s.channel_members("nothing").await.unwrap(), Vec::<String>::new());
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Runs each case on both stores: `memory::case_x` and `dynamodb::case_x`.
+macro_rules! contract {
+    ($($case:ident),+ $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(&herald::store::memory::MemoryStore::new()).await;
+                }
+            )+
+        }
+
+        mod dynamodb {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(&herald_tests::dynamo::local_store().await).await;
+                }
+            )+
+        }
+    };
+}
+
+contract!(
+    case_connections,
+    case_subscriptions,
+    case_delete_connection_subscriptions,
+    case_event_subscribers_paging,
+    case_user_event_subscribers,
+    case_query_pages_past_1mb,
+    case_claim_push,
+    case_claim_push_expired_lease,
+    case_claim_push_concurrent,
+    case_deliveries,
+    case_create_conversation,
+    case_create_conversation_concurrent,
+    case_user_conversations,
+    case_append_message_sequential,
+    case_append_message_without_conversation,
+    case_append_message_concurrent,
+    case_append_message_idempotent,
+    case_append_message_idempotent_concurrent,
+    case_list_messages,
+    case_mark_read,
+    case_unread_counts,
+    case_item_too_large,
+    case_members,
+);
+
+/// What only DynamoDB has: its error mapping, attribute names, cursors, pages and tables.
+mod dynamodb_only {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use herald::store::tables::{TableId, attr};
+    use herald::store::{ConnectionStore, ConversationStore, MessageStore, StoreError, SubscriptionStore};
+    use herald_tests::dynamo::{local_store, store_without_tables};
+    use serde_json::json;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn missing_table_is_table_missing() {
+        let store = store_without_tables().await;
+        let table = store.tables().get(TableId::Connections).to_string();
+        match store.get_connection("c1").await {
+            Err(StoreError::TableMissing(name)) => assert_eq!(name, table),
+            other => panic!("expected TableMissing({table}), got {other:?}"),
+        }
+        assert!(matches!(store.put_connection(&connection("c1", "u")).await, Err(StoreError::TableMissing(_))));
+        assert!(matches!(store.user_connections("u").await, Err(StoreError::TableMissing(_))));
+    }
+
+    #[tokio::test]
+    async fn status_is_stored_under_its_reserved_name() {
+        let store = local_store().await;
+        store.create_conversation(&json!(1), "u", T0).await.unwrap();
+        store.append_message(&text("1", "alice", "hi")).await.unwrap();
+        store.mark_read("1", 1, T1).await.unwrap();
+        let raw = store
+            .client()
+            .get_item()
+            .table_name(store.tables().get(TableId::Messages))
+            .key(attr::SESSION_CHANNEL, AttributeValue::S("1".into()))
+            .key(attr::ID, AttributeValue::N("1".into()))
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap();
+        assert_eq!(raw.get("status"), Some(&AttributeValue::N("1".into())));
+        assert_eq!(raw.get("update_at"), Some(&AttributeValue::S(T1.into())));
+        assert_eq!(raw.get("content"), Some(&AttributeValue::S("hi".into())));
+    }
+
+    #[tokio::test]
+    async fn malformed_cursor_is_invalid() {
+        let store = local_store().await;
+        for i in 0..3 {
+            store.subscribe(&subscription(&format!("c{i}"), "u", "ev")).await.unwrap();
+        }
+        for bad in ["garbage!", "", "eyJhIjoxfQ"] {
+            let r = store.event_subscribers("ev", Some(bad), 10).await;
+            assert!(matches!(r, Err(StoreError::Invalid(_))), "{bad:?}: {r:?}");
+        }
+        let first = store.event_subscribers("ev", None, 1).await.unwrap();
+        let cursor = first.next.unwrap();
+        let r = store.event_subscribers("other-event", Some(&cursor), 10).await;
+        assert!(matches!(r, Err(StoreError::Invalid(_))), "a cursor of another event: {r:?}");
+        let rest = store.event_subscribers("ev", Some(&cursor), 10).await.unwrap();
+        assert_eq!(sub_ids(&rest.items), strings(&["c1", "c2"]));
+    }
+
+    #[tokio::test]
+    async fn corrupt_item_names_the_attribute() {
+        let store = local_store().await;
+        store
+            .client()
+            .put_item()
+            .table_name(store.tables().get(TableId::Connections))
+            .item(attr::CONNECTION_ID, AttributeValue::S("bad".into()))
+            .item(attr::USER_ID, AttributeValue::S("u".into()))
+            .item("api", AttributeValue::S("chat".into()))
+            .item("encoding", AttributeValue::N("5".into()))
+            .send()
+            .await
+            .unwrap();
+        match store.get_connection("bad").await {
+            Err(StoreError::Corrupt(m)) => assert!(m.contains("encoding"), "{m}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_query_page_stops_at_1mb() {
+        let store = local_store().await;
+        seed_big_event(&store, false).await;
+        let first = store.event_subscribers(BIG_EVENT, None, 5000).await.unwrap();
+        assert!(first.items.len() < BIG_COUNT, "DynamoDB cut the page at 1 MB ({} items)", first.items.len());
+        assert!(first.next.is_some());
+        let (all, pages) = all_subscribers(&store, BIG_EVENT, 5000).await;
+        assert_eq!(all.len(), BIG_COUNT);
+        assert!(pages >= 2);
+    }
+
+    #[tokio::test]
+    async fn tables_are_created_once_with_ttl_and_deleted() {
+        let store = local_store().await;
+        store.create_tables().await.expect("creating existing tables is fine");
+        let ttl = store.client().describe_time_to_live().table_name(store.tables().get(TableId::Connections)).send().await.unwrap();
+        let ttl = ttl.time_to_live_description().unwrap();
+        assert_eq!(ttl.attribute_name(), Some(attr::EXPIRES_AT));
+        store.delete_tables().await.unwrap();
+        assert!(matches!(store.get_connection("c").await, Err(StoreError::TableMissing(_))));
+        store.delete_tables().await.expect("deleting missing tables is fine");
+    }
+}
