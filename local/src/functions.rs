@@ -7,9 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use herald::apigw::{AuthorizerRequest, AuthorizerResponse, WsEvent, WsResponse};
 use herald::auth::Verifier;
+use herald::chat;
 use herald::config::DeliveryConfig;
-use herald::delivery::{self, RedeliveryCheck, RedeliveryTimer, Resend};
-use herald::queue::QueueError;
+use herald::delivery::{RedeliveryCheck, RedeliveryTimer};
+use herald::queue::{Queue, QueueError};
 use herald::store::Store;
 
 use crate::registry::LocalGateway;
@@ -48,7 +49,17 @@ impl LocalApi {
 /// The notification API's routes (selection `$request.body.type`).
 pub const NOTIFY_ROUTES: &[&str] = &["$connect", "$disconnect", "subscribe", "unsubscribe", "$default"];
 /// The chat API's routes (selection `$request.body.name`).
-pub const CHAT_ROUTES: &[&str] = &["$connect", "$disconnect", "$default"];
+pub const CHAT_ROUTES: &[&str] = &[
+    "$connect",
+    "$disconnect",
+    chat::ADD_CONVERSATION,
+    chat::GET_CONVERSATION_LIST,
+    chat::GET_MESSAGE_LIST,
+    chat::SEND_MESSAGE,
+    chat::READ_MESSAGE,
+    chat::GET_UNREAD_INFO,
+    "$default",
+];
 
 /// Everything the handlers need, built once.
 pub struct Handlers {
@@ -57,6 +68,10 @@ pub struct Handlers {
     pub verifier: Verifier,
     pub settings: DeliveryConfig,
     pub timer: Arc<dyn RedeliveryTimer>,
+    /// The notifications queue `notify` writes to and `dispatch` consumes.
+    pub queue: Arc<dyn Queue>,
+    /// Its dead-letter queue.
+    pub dead_letters: Arc<dyn Queue>,
 }
 
 /// A handler failure: API Gateway turns it into a 500 (`$connect`) or an "Internal server error" frame.
@@ -65,6 +80,27 @@ pub type RouteError = Box<dyn std::error::Error + Send + Sync>;
 impl Handlers {
     pub async fn authorize(&self, request: AuthorizerRequest) -> Result<AuthorizerResponse, herald_authorizer::AuthorizerError> {
         herald_authorizer::handle(&self.verifier, request).await
+    }
+
+    /// `POST /notify`, the HTTP API's function.
+    pub async fn notify(&self, request: lambda_http::Request) -> lambda_http::Response<lambda_http::Body> {
+        let deps = herald_notify::NotifyDeps { verifier: &self.verifier, queue: &*self.queue };
+        match herald_notify::handle(&deps, request).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    }
+
+    /// `dispatch`, fed by the event source mapping: returns the ids of the records that failed.
+    pub async fn dispatch(&self, event: aws_lambda_events::sqs::SqsEvent) -> Vec<String> {
+        let deps = herald_dispatch::DispatchDeps {
+            store: &*self.store,
+            gateway: &self.gateway,
+            timer: &*self.timer,
+            dead_letters: &*self.dead_letters,
+            settings: &self.settings,
+        };
+        deps.handle_sqs(event).await.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
     }
 
     /// Invokes the route's handler; `route_key` is one of the API's routes.
@@ -78,7 +114,14 @@ impl Handlers {
                 let deps = herald_ack::AckDeps { store, gateway: &self.gateway, timer: &*self.timer, settings: &self.settings };
                 herald_ack::handle(&deps, event).await?
             }
-            (LocalApi::Chat, _) => herald::apigw::response(501, Some("chat is not served yet".into())),
+            (LocalApi::Chat, "$connect") => herald_chat_connect::handle(store, self.settings.connection_ttl, event).await?,
+            (LocalApi::Chat, chat::ADD_CONVERSATION | chat::GET_CONVERSATION_LIST) => {
+                herald_chat_conversations::handle(store, event).await?
+            }
+            (LocalApi::Chat, chat::GET_MESSAGE_LIST | chat::SEND_MESSAGE | chat::READ_MESSAGE | chat::GET_UNREAD_INFO) => {
+                herald_chat_messages::handle(store, &self.gateway, event).await?
+            }
+            (LocalApi::Chat, _) => herald_chat_default::handle(event).await?,
         })
     }
 }
@@ -103,14 +146,9 @@ impl RedeliveryTimer for LocalTimer {
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
             let Some(h) = handlers.upgrade() else { return };
-            match delivery::redeliver(&*h.store, &h.gateway, &*h.timer, &h.settings, &check).await {
-                Ok(Resend::Gone) => {
-                    if let Err(e) = herald_disconnect::forget(&*h.store, &check.connection_id).await {
-                        tracing::error!(error = %e, "could not delete a gone connection");
-                    }
-                }
-                Ok(outcome) => tracing::debug!(?outcome, push_id = check.push_id, "redelivery check"),
-                Err(e) => tracing::error!(error = %e, push_id = check.push_id, "redelivery failed"),
+            let deps = herald_redeliver::RedeliverDeps { store: &*h.store, gateway: &h.gateway, timer: &*h.timer, settings: &h.settings };
+            if let Err(e) = deps.check(&check).await {
+                tracing::error!(error = %e, push_id = check.push_id, "redelivery failed");
             }
         });
         Ok(())

@@ -3,7 +3,9 @@
 
 pub mod functions;
 mod management;
+pub mod queue;
 pub mod registry;
+mod sqs;
 mod ws;
 
 use std::net::SocketAddr;
@@ -12,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use herald::auth::{AuthConfig, Verifier};
 use herald::config::{ConfigError, DeliveryConfig};
@@ -22,6 +25,7 @@ use herald::store::tables::TableNames;
 use tokio::net::TcpListener;
 
 use crate::functions::{Handlers, LocalTimer};
+use crate::queue::LocalQueue;
 use crate::registry::{LocalGateway, Registry};
 
 pub use ws::{IDLE_TIMEOUT, MAX_CONNECTION};
@@ -53,8 +57,15 @@ pub struct Options {
     pub idle_timeout: Duration,
     /// API Gateway's new-connection quota per second (off when `None`).
     pub connect_rate: Option<u32>,
+    /// How long a failed queue message stays invisible before it is retried.
+    pub visibility_timeout: Duration,
     /// With the aws backend: this SDK configuration instead of the environment's (tests).
     pub sdk: Option<aws_config::SdkConfig>,
+    /// With the aws backend: the SDK configuration for SQS, when it differs from `sdk` (tests).
+    pub sqs_sdk: Option<aws_config::SdkConfig>,
+    /// The notifications queue's name (`HERALD_QUEUE_NAME`, default `herald-notifications`);
+    /// its dead-letter queue is this name + `-dlq`.
+    pub queue_name: String,
 }
 
 impl Options {
@@ -81,14 +92,42 @@ impl Options {
             stage: "local".into(),
             idle_timeout: Duration::from_secs(herald::config::parsed(get, "HERALD_IDLE_TIMEOUT_SECS", IDLE_TIMEOUT.as_secs())?),
             connect_rate: None,
+            visibility_timeout: Duration::from_millis(herald::config::parsed(get, "HERALD_VISIBILITY_TIMEOUT_MS", 30_000u64)?),
             sdk: None,
+            sqs_sdk: None,
+            queue_name: get("HERALD_QUEUE_NAME").unwrap_or_else(|| "herald-notifications".into()),
         })
+    }
+}
+
+/// The notifications queue and its dead-letter queue, for inspection.
+pub enum Queues {
+    Embedded { queue: Arc<LocalQueue>, dead_letters: Arc<LocalQueue> },
+    Sqs { client: aws_sdk_sqs::Client, queue_url: String, dead_letter_url: String },
+}
+
+impl Queues {
+    /// The bodies set aside in the dead-letter queue.
+    pub async fn dead_letters(&self) -> Vec<String> {
+        match self {
+            Self::Embedded { dead_letters, .. } => dead_letters.bodies(),
+            Self::Sqs { client, dead_letter_url, .. } => sqs::peek(client, dead_letter_url).await,
+        }
+    }
+
+    /// Messages waiting or in flight on the notifications queue.
+    pub async fn depth(&self) -> usize {
+        match self {
+            Self::Embedded { queue, .. } => queue.depth(),
+            Self::Sqs { client, queue_url, .. } => sqs::depth(client, queue_url).await,
+        }
     }
 }
 
 /// The server's shared state.
 pub struct App {
     pub handlers: Arc<Handlers>,
+    pub queues: Queues,
     pub registry: Arc<Registry>,
     pub stage: String,
     pub domain: String,
@@ -128,6 +167,8 @@ pub enum StartError {
     Bind { addr: String, source: std::io::Error },
     #[error("could not create the tables: {0}")]
     Resources(#[from] herald::store::StoreError),
+    #[error(transparent)]
+    Queues(#[from] sqs::SqsSetupError),
 }
 
 /// A running server.
@@ -136,6 +177,7 @@ pub struct Server {
     pub app: Arc<App>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    poller: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -153,44 +195,77 @@ impl Server {
             let _ = tx.send(());
         }
         let _ = (&mut self.task).await;
+        self.poller.abort();
     }
 }
 
-/// Builds the store for the backend.
-async fn store(options: &Options) -> Result<Arc<dyn Store>, StartError> {
-    Ok(match options.backend {
-        Backend::Embedded => Arc::new(MemoryStore::new()),
-        Backend::Aws => {
-            let sdk = match &options.sdk {
-                Some(sdk) => sdk.clone(),
-                None => herald::runtime::sdk_config().await,
-            };
-            let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), options.tables.clone());
-            if options.create_resources {
-                store.create_tables().await?;
-            }
-            Arc::new(store)
-        }
-    })
+/// Builds the store and the queues for the backend.
+async fn backend(options: &Options) -> Result<(Arc<dyn Store>, Queues), StartError> {
+    if options.backend == Backend::Embedded {
+        let queues = Queues::Embedded {
+            queue: Arc::new(LocalQueue::new(options.visibility_timeout)),
+            dead_letters: Arc::new(LocalQueue::new(options.visibility_timeout)),
+        };
+        return Ok((Arc::new(MemoryStore::new()), queues));
+    }
+    let sdk = match &options.sdk {
+        Some(sdk) => sdk.clone(),
+        None => herald::runtime::sdk_config().await,
+    };
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), options.tables.clone());
+    if options.create_resources {
+        store.create_tables().await?;
+    }
+    let client = aws_sdk_sqs::Client::new(options.sqs_sdk.as_ref().unwrap_or(&sdk));
+    let (queue_url, dead_letter_url) =
+        sqs::queue_urls(&client, &options.queue_name, options.create_resources, options.visibility_timeout).await?;
+    Ok((Arc::new(store), Queues::Sqs { client, queue_url, dead_letter_url }))
 }
 
 /// Starts serving; port 0 picks a free port.
 pub async fn start(options: Options) -> Result<Server, StartError> {
     let verifier = Verifier::new(&options.auth)?;
-    let store = store(&options).await?;
+    let (store, queues) = backend(&options).await?;
     let registry = Arc::new(Registry::default());
+    let (queue, dead_letters): (Arc<dyn herald::queue::Queue>, Arc<dyn herald::queue::Queue>) = match &queues {
+        Queues::Embedded { queue, dead_letters } => (queue.clone(), dead_letters.clone()),
+        Queues::Sqs { client, queue_url, dead_letter_url } => (
+            Arc::new(herald::queue::SqsQueue::new(client.clone(), queue_url.clone())),
+            Arc::new(herald::queue::SqsQueue::new(client.clone(), dead_letter_url.clone())),
+        ),
+    };
     let handlers = Arc::new_cyclic(|weak| Handlers {
         store,
         gateway: LocalGateway(registry.clone()),
         verifier,
         settings: options.delivery.clone(),
         timer: Arc::new(LocalTimer::new(weak.clone())),
+        queue,
+        dead_letters,
     });
+    // The event source mapping: batches from the queue into `dispatch`.
+    let consumer = Arc::downgrade(&handlers);
+    let consume = move |event: aws_lambda_events::sqs::SqsEvent| {
+        let consumer = consumer.clone();
+        async move {
+            match consumer.upgrade() {
+                Some(h) => h.dispatch(event).await,
+                None => event.records.into_iter().filter_map(|r| r.message_id).collect(),
+            }
+        }
+    };
+    let poller = match &queues {
+        Queues::Embedded { queue, dead_letters } => tokio::spawn(queue.clone().poll(dead_letters.clone(), consume)),
+        Queues::Sqs { client, queue_url, .. } => {
+            tokio::spawn(sqs::poll(client.clone(), queue_url.clone(), options.visibility_timeout, consume))
+        }
+    };
     let addr = format!("{}:{}", options.host, options.port);
     let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
     let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
     let app = Arc::new(App {
         handlers,
+        queues,
         registry,
         stage: options.stage.clone(),
         domain: local.to_string(),
@@ -201,6 +276,7 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/api/v1/notify/ws", get(ws::notify_upgrade))
         .route("/ws", get(ws::chat_upgrade))
+        .route("/notify", axum::routing::post(notify))
         .route("/@connections/{id}", axum::routing::post(management::post).get(management::get).delete(management::delete))
         .route(
             "/{stage}/@connections/{id}",
@@ -209,6 +285,10 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         .with_state(app.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
+        // Nagle's algorithm off, as API Gateway's edge has it: small frames go out at once.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+            let _ = tcp.set_nodelay(true);
+        });
         let serve = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(async move {
             let _ = rx.await;
         });
@@ -216,5 +296,20 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
             tracing::error!(error = %e, "server failed");
         }
     });
-    Ok(Server { addr: local, app, shutdown: Some(tx), task })
+    Ok(Server { addr: local, app, shutdown: Some(tx), task, poller })
+}
+
+/// `POST /notify`: the HTTP API's event, handed to the `notify` function.
+async fn notify(axum::extract::State(app): axum::extract::State<Arc<App>>, request: axum::extract::Request) -> axum::response::Response {
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, herald::protocol::MAX_MESSAGE_BYTES * 2).await {
+        Ok(b) => b,
+        Err(_) => {
+            let body = serde_json::json!({"error": {"code": "bad_request", "message": "the body is over 128 KB"}});
+            return (axum::http::StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+        }
+    };
+    let request = lambda_http::Request::from_parts(parts, lambda_http::Body::from(bytes.to_vec()));
+    let (parts, body) = app.handlers.notify(request).await.into_parts();
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body.to_vec()))
 }

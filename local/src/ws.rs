@@ -254,6 +254,11 @@ fn route_response(response: &WsResponse) -> Option<Message> {
     })
 }
 
+/// Whether a read failed on API Gateway's frame or message limit (close 1009).
+fn is_too_big(error: axum::Error) -> bool {
+    matches!(error.into_inner().downcast_ref::<tungstenite::Error>(), Some(tungstenite::Error::Capacity(_)))
+}
+
 fn to_message(frame: Frame) -> Message {
     match frame {
         Frame::Text(t) => Message::Text(t.into()),
@@ -288,8 +293,7 @@ async fn run(app: Arc<App>, ctx: ConnectionContext, mut socket: WebSocket, prefe
                     }
                     Some(Ok(Message::Close(frame))) => break frame.map(|f| f.code).unwrap_or(1005),
                     Some(Err(e)) => {
-                        let too_big = e.to_string().to_ascii_lowercase().contains("too long") || e.to_string().contains("size");
-                        if too_big {
+                        if is_too_big(e) {
                             let _ = socket.send(Message::Close(Some(CloseFrame { code: 1009, reason: "Message too big".into() }))).await;
                             break 1009;
                         }

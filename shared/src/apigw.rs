@@ -88,6 +88,21 @@ pub fn ok() -> WsResponse {
     response(200, None)
 }
 
+/// A refused `$connect`: the status, with a JSON body `{"error":{"code":…,"message":…}}`.
+pub fn refuse(status: u16, code: &str, message: &str) -> WsResponse {
+    response(status, Some(serde_json::json!({"error": {"code": code, "message": message}}).to_string()))
+}
+
+/// The successful `$connect`: `200`, with `Sec-WebSocket-Protocol: access_token` when the client
+/// offered it, as API Gateway requires for the handshake to succeed.
+pub fn accept(event: &WsEvent) -> WsResponse {
+    let mut r = ok();
+    if offered_protocols(&event.headers).contains(&ACCESS_TOKEN_PROTOCOL) {
+        r.headers.insert(SEC_WEBSOCKET_PROTOCOL, http::HeaderValue::from_static(ACCESS_TOKEN_PROTOCOL));
+    }
+    r
+}
+
 /// The body of a response as text, if any.
 pub fn response_body(r: &WsResponse) -> Option<&[u8]> {
     match &r.body {

@@ -7,9 +7,11 @@
 //! - [`gateway`]: post to, describe and close a WebSocket connection (API Gateway Management API).
 //! - [`queue`]: hand a message to the dispatcher (SQS or in memory).
 //! - [`protocol`]: JSON frames, protobuf messages and chat events.
+//! - [`chat`]: what the chat route functions share (arguments, authorization, reply shapes).
 
 pub mod apigw;
 pub mod auth;
+pub mod chat;
 pub mod config;
 pub mod delivery;
 pub mod domain;

@@ -39,9 +39,28 @@ pub async fn spawn_with(on: On, adjust: impl FnOnce(&mut Options)) -> Server {
         options.create_resources = true;
         options.tables = TableNames::with_prefix(&crate::dynamo::unique_prefix());
         options.sdk = Some(crate::dynamo::local_sdk_config().await);
+        options.sqs_sdk = Some(moto_sdk_config().await);
+        options.queue_name = format!("q{}", uuid::Uuid::new_v4().simple());
     }
     adjust(&mut options);
     herald_local::start(options).await.expect("herald-local starts")
+}
+
+/// The variable naming moto's server (SQS for the aws-backend runs); `./scripts/test` sets it.
+pub const MOTO_VAR: &str = "HERALD_TEST_MOTO_ENDPOINT";
+
+/// The SDK configuration for moto's server; panics with how to get one when the variable is unset.
+pub async fn moto_sdk_config() -> aws_config::SdkConfig {
+    let endpoint = match std::env::var(MOTO_VAR) {
+        Ok(e) if !e.trim().is_empty() => e,
+        _ => panic!("{MOTO_VAR} is not set: run the suite with `./scripts/test`, which starts moto's server"),
+    };
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "static"))
+        .load()
+        .await
 }
 
 /// A token signed with the test secret, valid for an hour unless `claims` has its own `exp`.

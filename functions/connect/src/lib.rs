@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use herald::apigw::{self, WsEvent, WsResponse};
+use herald::apigw::{self, WsEvent, WsResponse, accept, refuse};
 use herald::domain::{AckMode, Api, Connection, Encoding, epoch_secs, now};
 use herald::store::{ConnectionStore, StoreError};
 
@@ -15,20 +15,6 @@ pub enum ConnectError {
     Event(#[from] apigw::MissingField),
     #[error("could not store the connection: {0}")]
     Store(#[from] StoreError),
-}
-
-/// Refuses the handshake with a status and a JSON body.
-fn refuse(status: u16, code: &str, message: &str) -> WsResponse {
-    apigw::response(status, Some(serde_json::json!({"error": {"code": code, "message": message}}).to_string()))
-}
-
-/// The successful handshake: `200`, with `Sec-WebSocket-Protocol: access_token` when it was offered.
-pub fn accept(event: &WsEvent) -> WsResponse {
-    let mut r = apigw::ok();
-    if apigw::offered_protocols(&event.headers).contains(&apigw::ACCESS_TOKEN_PROTOCOL) {
-        r.headers.insert(apigw::SEC_WEBSOCKET_PROTOCOL, http::HeaderValue::from_static(apigw::ACCESS_TOKEN_PROTOCOL));
-    }
-    r
 }
 
 #[tracing::instrument(skip_all, fields(connection_id))]

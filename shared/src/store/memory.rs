@@ -241,11 +241,6 @@ impl DeliveryStore for MemoryStore {
     }
 }
 
-/// The channel of an application: its id as a string (a JSON string as is, a number in decimal).
-pub(crate) fn session_channel_of(application_id: &serde_json::Value) -> StoreResult<String> {
-    crate::domain::user_id_from_json("application_id", application_id).map_err(|e| StoreError::Invalid(e.to_string()))
-}
-
 #[async_trait]
 impl ConversationStore for MemoryStore {
     async fn create_conversation(&self, application_id: &serde_json::Value, user_id: &str, now: &str) -> StoreResult<(Conversation, bool)> {

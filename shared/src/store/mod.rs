@@ -119,6 +119,11 @@ pub fn user_event_key(user_id: &str, event_name: &str) -> String {
     format!("{}:{user_id}{event_name}", user_id.len())
 }
 
+/// The channel of an application: its id as a string (a JSON string as is, a number in decimal).
+pub fn session_channel_of(application_id: &serde_json::Value) -> StoreResult<String> {
+    crate::domain::user_id_from_json("application_id", application_id).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
 /// A key of the counters table (`conversation` ids) or an idempotency marker.
 pub fn message_key(session_channel: &str, client_msg_id: &str) -> String {
     format!("msg:{}:{session_channel}{client_msg_id}", session_channel.len())

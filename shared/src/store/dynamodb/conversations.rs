@@ -12,7 +12,7 @@ use super::error::{OrStore, applied};
 use super::item::{FromItem, ToItem, from_items, get_n, key, n, name, s};
 use super::query::query_all;
 use crate::domain::Conversation;
-use crate::store::memory::session_channel_of;
+use crate::store::session_channel_of;
 use crate::store::tables::{BY_USER, TableId, attr};
 use crate::store::{ConversationStore, StoreError, StoreResult};
 

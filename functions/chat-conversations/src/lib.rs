@@ -1,0 +1,180 @@
+//! The chat API's conversation routes (CONTRACT §5, seed 001):
+//!
+//! - `Event.AddConversation {user_id, application_id}` → the conversation
+//!   `{id, session_channel, application_id, create_at, update_at}`; one per application (a second
+//!   call answers the first one's conversation). A requester may only add the conversation of its
+//!   own `request_id`, for itself (`user_id` = its `sid`). The conversation's user becomes a
+//!   participant of the channel.
+//! - `Event.GetConversationList {user_id}` → `{"conversations":[…]}` by id; a requester lists only
+//!   its own (its `sid`, its `request_id`'s conversation), an admin any user's.
+
+use herald::apigw::{self, WsEvent, WsResponse};
+use herald::chat::{self, Refusal, Request, RouteError};
+use herald::domain::{now, rfc3339};
+use herald::store::{ConnectionStore, ConversationStore, MemberStore, StoreError};
+use serde_json::{Value, json};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConversationsError {
+    #[error(transparent)]
+    Event(#[from] apigw::MissingField),
+    #[error("store failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("refused: {0}")]
+    Refused(#[from] Refusal),
+}
+
+impl RouteError for ConversationsError {
+    fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            Self::Refused(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(connection_id = event.request_context.connection_id.as_deref()))]
+pub async fn handle<S>(store: &S, event: WsEvent) -> Result<WsResponse, ConversationsError>
+where
+    S: ConnectionStore + ConversationStore + MemberStore + ?Sized,
+{
+    chat::serve(store, &event, |request| route(store, request)).await
+}
+
+async fn route<S>(store: &S, request: Request) -> Result<Value, ConversationsError>
+where
+    S: ConversationStore + MemberStore + ?Sized,
+{
+    match request.name.as_str() {
+        chat::ADD_CONVERSATION => add_conversation(store, &request).await,
+        chat::GET_CONVERSATION_LIST => conversation_list(store, &request).await,
+        other => Err(chat::unknown_event(other).into()),
+    }
+}
+
+async fn add_conversation<S>(store: &S, request: &Request) -> Result<Value, ConversationsError>
+where
+    S: ConversationStore + MemberStore + ?Sized,
+{
+    let connection = &request.connection;
+    let user_id = request.args.user("user_id", connection)?;
+    let (application_id, channel) = request.args.application_id()?;
+    chat::check_reach(connection, &channel)?;
+    let (conversation, created) = store.create_conversation(&application_id, &user_id, &rfc3339(now())).await?;
+    // Idempotent, so a retry after a failure here completes the membership.
+    store.add_member(&conversation.session_channel, &conversation.user_id).await?;
+    tracing::info!(session_channel = conversation.session_channel, id = conversation.id, created, "conversation");
+    Ok(chat::conversation_json(&conversation))
+}
+
+async fn conversation_list<S>(store: &S, request: &Request) -> Result<Value, ConversationsError>
+where
+    S: ConversationStore + ?Sized,
+{
+    let connection = &request.connection;
+    let user_id = request.args.user("user_id", connection)?;
+    let conversations: Vec<Value> = store
+        .user_conversations(&user_id)
+        .await?
+        .iter()
+        .filter(|c| chat::check_reach(connection, &c.session_channel).is_ok())
+        .map(chat::conversation_json)
+        .collect();
+    Ok(json!({ "conversations": conversations }))
+}
+
+herald::lambda_diagnostic!(ConversationsError);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald::domain::{AckMode, Api, Connection, Encoding};
+    use herald::store::memory::MemoryStore;
+
+    async fn connect(store: &MemoryStore, id: &str, sid: &str, admin: bool, request_id: Option<&str>) {
+        let c = Connection {
+            connection_id: id.into(),
+            user_id: sid.into(),
+            api: Api::Chat,
+            encoding: Encoding::Json,
+            ack_mode: AckMode::None,
+            admin,
+            request_id: request_id.map(str::to_string),
+            connected_at: 0,
+            expires_at: 0,
+        };
+        store.put_connection(&c).await.unwrap();
+    }
+
+    async fn call(store: &MemoryStore, connection_id: &str, body: &str) -> Value {
+        let mut e = WsEvent::default();
+        e.request_context.connection_id = Some(connection_id.into());
+        e.body = Some(body.into());
+        let r = handle(store, e).await.unwrap();
+        serde_json::from_slice(apigw::response_body(&r).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn seed_add_conversation_is_idempotent_and_listed() {
+        let store = MemoryStore::new();
+        connect(&store, "admin", "2", true, None).await;
+        let r = call(&store, "admin", r#"{"name":"Event.AddConversation","args":"{\"user_id\":1,\"application_id\":100}"}"#).await;
+        assert_eq!(r["name"], "Event.AddConversation");
+        assert_eq!(r["ok"], true);
+        let c = &r["result"];
+        assert_eq!((c["id"].clone(), c["session_channel"].clone(), c["application_id"].clone()), (json!(1), json!("100"), json!(100)));
+        assert!(c["create_at"].is_string() && c["update_at"].is_string());
+        assert_eq!(c.as_object().unwrap().len(), 5);
+        let again = call(&store, "admin", r#"{"name":"Event.AddConversation","args":{"user_id":"1","application_id":100}}"#).await;
+        assert_eq!(again["result"], r["result"]);
+        assert_eq!(store.channel_members("100").await.unwrap(), vec!["1".to_string()]);
+
+        let list = call(&store, "admin", r#"{"name":"Event.GetConversationList","args":"{\"user_id\":1}"}"#).await;
+        assert_eq!(list["result"], json!({"conversations": [r["result"].clone()]}));
+    }
+
+    #[tokio::test]
+    async fn a_requester_adds_and_lists_only_its_own() {
+        let store = MemoryStore::new();
+        connect(&store, "req", "1", false, Some("100")).await;
+        connect(&store, "admin", "2", true, None).await;
+        call(&store, "admin", r#"{"name":"Event.AddConversation","args":{"user_id":1,"application_id":7}}"#).await;
+        let r = call(&store, "req", r#"{"name":"Event.AddConversation","args":{"user_id":1,"application_id":"100"}}"#).await;
+        assert_eq!(
+            (r["ok"].clone(), r["result"]["id"].clone(), r["result"]["application_id"].clone()),
+            (json!(true), json!(2), json!("100"))
+        );
+        let list = call(&store, "req", r#"{"name":"Event.GetConversationList","args":{"user_id":1}}"#).await;
+        let ids: Vec<&Value> = list["result"]["conversations"].as_array().unwrap().iter().map(|c| &c["session_channel"]).collect();
+        assert_eq!(ids, vec![&json!("100")]);
+        let all = call(&store, "admin", r#"{"name":"Event.GetConversationList","args":{"user_id":1}}"#).await;
+        assert_eq!(all["result"]["conversations"].as_array().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn refusals_and_bad_args_answer_ok_false() {
+        let store = MemoryStore::new();
+        connect(&store, "req", "1", false, Some("100")).await;
+        let cases = [
+            (r#"{"name":"Event.AddConversation","args":{"user_id":1,"application_id":101}}"#, "requester"),
+            (r#"{"name":"Event.AddConversation","args":{"user_id":9,"application_id":100}}"#, "sid"),
+            (r#"{"name":"Event.GetConversationList","args":{"user_id":9}}"#, "sid"),
+            (r#"{"name":"Event.AddConversation","args":{"user_id":1}}"#, "required"),
+            (r#"{"name":"Event.AddConversation","args":{"user_id":1,"application_id":[1]}}"#, "string or a number"),
+            (r#"{"name":"Event.AddConversation","args":{"user_id":true,"application_id":100}}"#, "string or a number"),
+            (r#"{"name":"Event.GetConversationList","args":"{not json"}"#, "args"),
+            (r#"{"name":"Event.SendMessage","args":{}}"#, "unknown event"),
+        ];
+        for (frame, text) in cases {
+            let r = call(&store, "req", frame).await;
+            assert_eq!(r["ok"], false, "{frame}");
+            assert!(r["error"].as_str().unwrap().contains(text), "{frame}: {r}");
+            assert!(r.get("result").is_none());
+        }
+        assert!(store.get_conversation("101").await.unwrap().is_none());
+        assert!(store.get_conversation("100").await.unwrap().is_none());
+        // An unregistered connection is refused too.
+        let r = call(&store, "nobody", r#"{"name":"Event.GetConversationList","args":{"user_id":1}}"#).await;
+        assert_eq!(r["ok"], false);
+    }
+}

@@ -1,0 +1,10 @@
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    herald::runtime::init_tracing();
+    let sdk = herald::runtime::sdk_config().await;
+    let store = herald::runtime::dynamo_store(&sdk).await;
+    let gateway = herald::runtime::management_gateway(&sdk)?;
+    run(service_fn(|e: LambdaEvent<_>| herald_chat_messages::handle(&store, &gateway, e.payload))).await
+}

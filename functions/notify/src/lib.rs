@@ -1,0 +1,145 @@
+//! `POST /notify` (seed 000, CONTRACT §4): a publisher's notification, validated and queued
+//! durably; `202 {"id":"<uuid>"}` names the push the clients will see.
+
+use herald::auth::{AuthError, Verifier};
+use herald::domain::{Push, check_name, now, rfc3339, user_id_from_json};
+use herald::protocol::MAX_MESSAGE_BYTES;
+use herald::queue::Queue;
+use lambda_http::{Body, Request, Response};
+use serde_json::{Value, json};
+
+/// What the handler needs.
+pub struct NotifyDeps<'a> {
+    pub verifier: &'a Verifier,
+    pub queue: &'a dyn Queue,
+}
+
+/// Every refusal, mapped to its status and error body in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("the queue is unavailable")]
+    Queue(#[source] herald::queue::QueueError),
+}
+
+impl NotifyError {
+    fn status(&self) -> u16 {
+        match self {
+            Self::BadRequest(_) => 400,
+            Self::Auth(e) => e.status(),
+            Self::Queue(_) => 503,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::Auth(e) => e.code(),
+            Self::Queue(_) => "queue_unavailable",
+        }
+    }
+}
+
+fn json_response(status: u16, body: Value) -> Response<Body> {
+    let mut r = Response::new(Body::Text(body.to_string()));
+    *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r
+}
+
+fn bad(message: impl Into<String>) -> NotifyError {
+    NotifyError::BadRequest(message.into())
+}
+
+/// Validates a `/notify` body into a push with a fresh id.
+pub fn parse_body(bytes: &[u8]) -> Result<Push, NotifyError> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(bad(format!("the body is over {} KB", MAX_MESSAGE_BYTES / 1024)));
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(|_| bad("the body is not valid JSON"))?;
+    let Value::Object(obj) = value else { return Err(bad("the body must be a JSON object")) };
+    let user_id = match obj.get("user_id") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(user_id_from_json("user_id", v).map_err(|e| bad(e.to_string()))?),
+    };
+    let text = |field: &str| -> Result<Option<String>, NotifyError> {
+        match obj.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(bad(format!("\"{field}\" must be a string"))),
+        }
+    };
+    let event_name = text("event_name")?;
+    if let Some(e) = &event_name {
+        check_name("event_name", e).map_err(|e| bad(e.to_string()))?;
+    }
+    if user_id.is_none() && event_name.is_none() {
+        return Err(bad("give user_id, event_name or both"));
+    }
+    Ok(Push {
+        id: uuid::Uuid::new_v4().to_string(),
+        created_at: rfc3339(now()),
+        user_id,
+        event_name,
+        title: text("title")?,
+        body: text("body")?,
+        message: obj.get("message").cloned(),
+    })
+}
+
+async fn accept(deps: &NotifyDeps<'_>, request: &Request) -> Result<Push, NotifyError> {
+    let token = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .ok_or(AuthError::Missing)?;
+    deps.verifier.verify(token.trim()).await?.require_publisher()?;
+    let push = parse_body(request.body().as_ref())?;
+    let body = serde_json::to_string(&push).map_err(|e| bad(e.to_string()))?;
+    deps.queue.send(&body).await.map_err(NotifyError::Queue)?;
+    Ok(push)
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn handle(deps: &NotifyDeps<'_>, request: Request) -> Result<Response<Body>, std::convert::Infallible> {
+    Ok(match accept(deps, &request).await {
+        Ok(push) => {
+            tracing::info!(push_id = push.id, user_id = ?push.user_id, event_name = ?push.event_name, "queued");
+            json_response(202, json!({ "id": push.id }))
+        }
+        Err(e) => {
+            tracing::info!(status = e.status(), error = %e, "refused");
+            json_response(e.status(), json!({ "error": { "code": e.code(), "message": e.to_string() } }))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_validated_like_the_contract_says() {
+        assert_eq!(
+            parse_body(br#"{"user_id":1589,"event_name":"notification:test","message":1}"#).unwrap().user_id.as_deref(),
+            Some("1589")
+        );
+        for bad_body in [
+            &b"{"[..],
+            br#"[1]"#,
+            br#"{"message":"to nobody"}"#,
+            br#"{"user_id":true}"#,
+            br#"{"event_name":5}"#,
+            br#"{"user_id":"1","title":7}"#,
+            br#"{"event_name":""}"#,
+        ] {
+            assert_eq!(parse_body(bad_body).unwrap_err().status(), 400, "{}", String::from_utf8_lossy(bad_body));
+        }
+        let huge = format!(r#"{{"user_id":"1","message":"{}"}}"#, "x".repeat(MAX_MESSAGE_BYTES));
+        assert_eq!(parse_body(huge.as_bytes()).unwrap_err().status(), 400);
+    }
+}
