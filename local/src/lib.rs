@@ -22,7 +22,7 @@ use herald::store::Store;
 use herald::store::dynamodb::DynamoStore;
 use herald::store::memory::MemoryStore;
 use herald::store::tables::TableNames;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::functions::{Handlers, LocalTimer};
 use crate::queue::LocalQueue;
@@ -222,6 +222,23 @@ async fn backend(options: &Options) -> Result<(Arc<dyn Store>, Queues), StartErr
     Ok((Arc::new(store), Queues::Sqs { client, queue_url, dead_letter_url }))
 }
 
+/// The accept queue: API Gateway takes bursts of handshakes; tokio's default of 128 drops the
+/// rest of a burst and makes those clients retry a second later.
+const LISTEN_BACKLOG: u32 = 4096;
+
+async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, format!("{addr} resolves to no address"));
+    for resolved in tokio::net::lookup_host(addr).await? {
+        let socket = if resolved.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(resolved) {
+            Ok(()) => return socket.listen(LISTEN_BACKLOG),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 /// Starts serving; port 0 picks a free port.
 pub async fn start(options: Options) -> Result<Server, StartError> {
     let verifier = Verifier::new(&options.auth)?;
@@ -261,7 +278,7 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         }
     };
     let addr = format!("{}:{}", options.host, options.port);
-    let listener = TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
+    let listener = bind(&addr).await.map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
     let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
     let app = Arc::new(App {
         handlers,

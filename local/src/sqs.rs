@@ -102,10 +102,10 @@ where
                 DeleteMessageBatchRequestEntry::builder().id(i.to_string()).set_receipt_handle(m.receipt_handle.clone()).build().ok()
             })
             .collect();
-        if !done.is_empty() {
-            if let Err(e) = client.delete_message_batch().queue_url(&queue_url).set_entries(Some(done)).send().await {
-                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "deleting processed messages failed; they will be redelivered");
-            }
+        if !done.is_empty()
+            && let Err(e) = client.delete_message_batch().queue_url(&queue_url).set_entries(Some(done)).send().await
+        {
+            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "deleting processed messages failed; they will be redelivered");
         }
     }
 }
@@ -126,10 +126,10 @@ pub async fn peek(client: &Client, queue_url: &str) -> Vec<String> {
             break;
         };
         for m in out.messages.unwrap_or_default() {
-            if let (Some(id), Some(body)) = (m.message_id, m.body) {
-                if !bodies.iter().any(|(i, _)| *i == id) {
-                    bodies.push((id, body));
-                }
+            if let (Some(id), Some(body)) = (m.message_id, m.body)
+                && !bodies.iter().any(|(i, _)| *i == id)
+            {
+                bodies.push((id, body));
             }
         }
     }

@@ -109,10 +109,10 @@ async fn upgrade(
     Query(query): Query<HashMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if let Some(limit) = &app.connect_limiter {
-        if !limit.try_acquire() {
-            return gateway_error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-        }
+    if let Some(limit) = &app.connect_limiter
+        && !limit.try_acquire()
+    {
+        return gateway_error(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
     }
     let query: QueryMap = query.into();
     // Posted data goes out as binary frames to `?format=protobuf` connections.
@@ -303,9 +303,8 @@ async fn run(app: Arc<App>, ctx: ConnectionContext, mut socket: WebSocket, prefe
                 };
                 live.last_active_at.store(epoch_ms(), Ordering::Relaxed);
                 idle.as_mut().reset(tokio::time::Instant::now() + app.idle_timeout);
-                if let Some(reply) = app.on_frame(&ctx, text, binary).await {
-                    if socket.send(reply).await.is_err() { break 1006; }
-                }
+                if let Some(reply) = app.on_frame(&ctx, text, binary).await
+                    && socket.send(reply).await.is_err() { break 1006; }
             }
             outbound = rx.recv() => match outbound {
                 Some(Outbound::Frame(frame)) => {

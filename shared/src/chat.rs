@@ -279,20 +279,11 @@ pub fn receive_message_frame(m: &ChatMessage) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{AckMode, Encoding};
+
+    const TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
     fn connection(sid: &str, admin: bool, request_id: Option<&str>) -> Connection {
-        Connection {
-            connection_id: "c".into(),
-            user_id: sid.into(),
-            api: Api::Chat,
-            encoding: Encoding::Json,
-            ack_mode: AckMode::None,
-            admin,
-            request_id: request_id.map(str::to_string),
-            connected_at: 0,
-            expires_at: 0,
-        }
+        Connection { admin, request_id: request_id.map(str::to_string), ..Connection::opened("c", sid, Api::Chat, TTL) }
     }
 
     #[test]

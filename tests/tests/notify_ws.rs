@@ -60,7 +60,7 @@ async fn refusals_store_no_connection(on: On) {
         format!("{}.{}.", b.encode(r#"{"alg":"none","typ":"JWT"}"#), b.encode(r#"{"sub":"x","exp":4000000000}"#))
     };
     let cases = [
-        ("missing", format!("{base}")),
+        ("missing", base.to_string()),
         ("expired", format!("{base}?token={expired}")),
         ("wrong key", format!("{base}?token={wrong_key}")),
         ("alg none", format!("{base}?token={alg_none}")),
@@ -72,10 +72,10 @@ async fn refusals_store_no_connection(on: On) {
         assert!(status == 401 || status == 403, "{what}: {status}");
     }
     // A subprotocol pair with a bad token is refused too.
-    let err = connect(&base, Some(&format!("access_token, {expired}"))).await.err().expect("refused");
+    let err = connect(&base, Some(&format!("access_token, {expired}"))).await.expect_err("refused");
     assert_eq!(refusal_status(&err), Some(401));
     // A bad format is refused by $connect itself.
-    let err = connect(&format!("{base}?token={}&format=xml", user_token("x")), None).await.err().expect("refused");
+    let err = connect(&format!("{base}?token={}&format=xml", user_token("x")), None).await.expect_err("refused");
     assert_eq!(refusal_status(&err), Some(400));
     assert!(connection_ids(&server, "x").await.is_empty());
     assert!(server.app.registry.is_empty());

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use futures::SinkExt;
-use herald::domain::{AckMode, Api, Connection, Encoding, Subscription};
+use herald::domain::{Api, Connection, Subscription};
 use herald::protocol::{AckStatus, ack_protobuf, pb};
 use herald_tests::local::*;
 use prost::Message as _;
@@ -219,17 +219,7 @@ async fn seed_003_nack_resends_at_once(on: On) {
 async fn a_gone_connection_is_cleaned_up(on: On) {
     let server = spawn_app(on).await;
     let store = &server.app.handlers.store;
-    let ghost = Connection {
-        connection_id: "ghost000000000=".into(),
-        user_id: "g".into(),
-        api: Api::Notify,
-        encoding: Encoding::Json,
-        ack_mode: AckMode::None,
-        admin: false,
-        request_id: None,
-        connected_at: 0,
-        expires_at: 4_000_000_000,
-    };
+    let ghost = Connection::opened("ghost000000000=", "g", Api::Notify, Duration::from_secs(3600));
     store.put_connection(&ghost).await.unwrap();
     store.subscribe(&Subscription::of(&ghost, "haunt")).await.unwrap();
     let mut live = subscribed(&server, "h", "", "haunt").await;

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use herald::apigw::{self, WsEvent, WsResponse, accept, refuse};
-use herald::domain::{AckMode, Api, Connection, Encoding, check_name, epoch_secs, now};
+use herald::domain::{Api, Connection, check_name};
 use herald::store::{ConnectionStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,17 +45,10 @@ pub async fn handle<S: ConnectionStore + ?Sized>(
             Err(e) => return Ok(refuse(400, "bad_sid", &e.to_string())),
         },
     };
-    let at = now();
     let connection = Connection {
-        connection_id,
-        user_id: sid,
-        api: Api::Chat,
-        encoding: Encoding::Json,
-        ack_mode: AckMode::None,
         admin: identity.admin,
         request_id: identity.request_id.clone(),
-        connected_at: (at.unix_timestamp_nanos() / 1_000_000) as i64,
-        expires_at: epoch_secs(at) + connection_ttl.as_secs() as i64,
+        ..Connection::opened(connection_id, sid, Api::Chat, connection_ttl)
     };
     store.put_connection(&connection).await?;
     tracing::info!(sid = %connection.user_id, admin = connection.admin, request_id = ?connection.request_id, "chat connected");

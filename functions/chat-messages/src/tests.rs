@@ -1,20 +1,11 @@
 use super::*;
-use herald::domain::{AckMode, Encoding};
+
+const TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 use herald::gateway::RecordingGateway;
 use herald::store::memory::MemoryStore;
 
 async fn connect(store: &MemoryStore, id: &str, sid: &str, admin: bool, request_id: Option<&str>) {
-    let c = Connection {
-        connection_id: id.into(),
-        user_id: sid.into(),
-        api: Api::Chat,
-        encoding: Encoding::Json,
-        ack_mode: AckMode::None,
-        admin,
-        request_id: request_id.map(str::to_string),
-        connected_at: 0,
-        expires_at: 0,
-    };
+    let c = Connection { admin, request_id: request_id.map(str::to_string), ..Connection::opened(id, sid, Api::Chat, TTL) };
     store.put_connection(&c).await.unwrap();
 }
 

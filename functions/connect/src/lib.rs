@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use herald::apigw::{self, WsEvent, WsResponse, accept, refuse};
-use herald::domain::{AckMode, Api, Connection, Encoding, epoch_secs, now};
+use herald::domain::{AckMode, Api, Connection, Encoding};
 use herald::store::{ConnectionStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,17 +36,12 @@ pub async fn handle<S: ConnectionStore + ?Sized>(store: &S, connection_ttl: Dura
         Ok(a) => a,
         Err(msg) => return Ok(refuse(400, "bad_ack", &msg)),
     };
-    let at = now();
     let connection = Connection {
-        connection_id,
-        user_id: user_id.to_string(),
-        api: Api::Notify,
         encoding,
         ack_mode,
         admin: identity.admin,
         request_id: identity.request_id.clone(),
-        connected_at: (at.unix_timestamp_nanos() / 1_000_000) as i64,
-        expires_at: epoch_secs(at) + connection_ttl.as_secs() as i64,
+        ..Connection::opened(connection_id, user_id, Api::Notify, connection_ttl)
     };
     store.put_connection(&connection).await?;
     tracing::info!(user_id = %connection.user_id, encoding = encoding.as_str(), ack = ack_mode.as_str(), "connected");

@@ -31,23 +31,13 @@ pub async fn handle<S: ConnectionStore + SubscriptionStore + ?Sized>(store: &S, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald::domain::{AckMode, Api, Connection, Encoding, Subscription};
+    use herald::domain::{Api, Connection, Subscription};
     use herald::store::memory::MemoryStore;
 
     #[tokio::test]
     async fn deletes_the_connection_and_its_subscriptions_twice_safely() {
         let store = MemoryStore::new();
-        let c = Connection {
-            connection_id: "c1".into(),
-            user_id: "u".into(),
-            api: Api::Notify,
-            encoding: Encoding::Json,
-            ack_mode: AckMode::None,
-            admin: false,
-            request_id: None,
-            connected_at: 0,
-            expires_at: 0,
-        };
+        let c = Connection::opened("c1", "u", Api::Notify, std::time::Duration::from_secs(3600));
         store.put_connection(&c).await.unwrap();
         store.subscribe(&Subscription::of(&c, "a")).await.unwrap();
         store.subscribe(&Subscription::of(&c, "b")).await.unwrap();

@@ -177,10 +177,10 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + ?Sized> DispatchDe
         match post_with_backoff(self.gateway, cid, frame).await {
             Ok(()) => {
                 tally.sent.fetch_add(1, Ordering::Relaxed);
-                if target.ack_mode == AckMode::Required {
-                    if let Err(e) = self.timer.schedule(&push.id, cid, self.settings.ack_timeout).await {
-                        tracing::error!(connection_id = cid, error = %e, "could not schedule the redelivery check");
-                    }
+                if target.ack_mode == AckMode::Required
+                    && let Err(e) = self.timer.schedule(&push.id, cid, self.settings.ack_timeout).await
+                {
+                    tracing::error!(connection_id = cid, error = %e, "could not schedule the redelivery check");
                 }
             }
             Err(GatewayError::Gone(_)) => {

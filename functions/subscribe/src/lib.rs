@@ -66,24 +66,15 @@ pub async fn handle<S: ConnectionStore + SubscriptionStore + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald::domain::{AckMode, Api, Connection, Encoding};
+    use herald::domain::{Api, Connection};
     use herald::gateway::{Frame, RecordingGateway};
     use herald::store::memory::MemoryStore;
     use serde_json::{Value, json};
+    use std::time::Duration;
 
     async fn setup() -> (MemoryStore, RecordingGateway) {
         let store = MemoryStore::new();
-        let c = Connection {
-            connection_id: "c1".into(),
-            user_id: "1589".into(),
-            api: Api::Notify,
-            encoding: Encoding::Json,
-            ack_mode: AckMode::None,
-            admin: false,
-            request_id: None,
-            connected_at: 0,
-            expires_at: 0,
-        };
+        let c = Connection::opened("c1", "1589", Api::Notify, Duration::from_secs(3600));
         store.put_connection(&c).await.unwrap();
         (store, RecordingGateway::default())
     }

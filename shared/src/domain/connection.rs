@@ -89,6 +89,25 @@ pub struct Connection {
     pub expires_at: i64,
 }
 
+impl Connection {
+    /// A connection opened now for `user_id`, expiring after `ttl`: JSON, no acks, no admin
+    /// rights, no requester; callers set what their handshake says.
+    pub fn opened(connection_id: impl Into<String>, user_id: impl Into<String>, api: Api, ttl: std::time::Duration) -> Self {
+        let at = super::now();
+        Self {
+            connection_id: connection_id.into(),
+            user_id: user_id.into(),
+            api,
+            encoding: Encoding::Json,
+            ack_mode: AckMode::None,
+            admin: false,
+            request_id: None,
+            connected_at: (at.unix_timestamp_nanos() / 1_000_000) as i64,
+            expires_at: super::epoch_secs(at) + ttl.as_secs() as i64,
+        }
+    }
+}
+
 /// A connection's subscription to an event, carrying what a fan-out needs to deliver
 /// without reading the connection again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,254 @@
+//! What the benchmarks share: herald-local in this process, tokens, WebSocket clients,
+//! percentiles and the printed figures.
+
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::Credentials;
+use futures::{SinkExt, StreamExt};
+use herald::auth::{AuthConfig, issue_hs256};
+use herald::store::tables::TableNames;
+use herald_local::{Backend, Options, Server};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::BenchBackend;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub type Result<T> = std::result::Result<T, Error>;
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The HS256 secret of every benchmark's herald-local.
+pub const SECRET: &str = "herald-bench-secret";
+/// The variable naming DynamoDB Local's endpoint (set by `scripts/services.sh`).
+pub const DYNAMODB_VAR: &str = "HERALD_TEST_DYNAMODB_ENDPOINT";
+/// The variable naming moto's server (SQS for herald-local's aws backend; set by `scripts/services.sh`).
+pub const MOTO_VAR: &str = "HERALD_TEST_MOTO_ENDPOINT";
+/// The event every fan-out subscribes to.
+pub const EVENT: &str = "bench:fanout";
+
+/// Two workers: the machine's cores.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Raises the soft open-files limit to the hard one (thousands of sockets on both ends).
+pub fn raise_fd_limit() -> std::io::Result<libc::rlim_t> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// This OS thread's CPU time (CLOCK_THREAD_CPUTIME_ID).
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the local struct.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts);
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// The kernel's count of connections dropped because a listen queue was full
+/// (`TcpExt: ListenOverflows` in /proc/net/netstat; machine-wide).
+pub fn listen_overflows() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let at = names.split_whitespace().position(|n| n == "ListenOverflows")?;
+    values.split_whitespace().nth(at)?.parse().ok()
+}
+
+/// A token signed with [`SECRET`], valid for an hour.
+pub fn token(mut claims: Value) -> Result<String> {
+    claims["exp"] = json!(time::OffsetDateTime::now_utc().unix_timestamp() + 3600);
+    Ok(issue_hs256(SECRET, &claims)?)
+}
+
+pub fn user_token(user: &str) -> Result<String> {
+    token(json!({ "sub": user }))
+}
+
+pub fn publisher_token() -> Result<String> {
+    token(json!({ "sub": "bench-publisher", "scope": "notify:publish" }))
+}
+
+/// DynamoDB Local's endpoint, or how to get one.
+pub fn dynamodb_endpoint() -> Result<String> {
+    match std::env::var(DYNAMODB_VAR) {
+        Ok(e) if !e.trim().is_empty() => Ok(e),
+        _ => Err(format!(
+            "{DYNAMODB_VAR} is not set: this benchmark needs DynamoDB Local. Run `./scripts/bench` (it starts it), \
+             or start DynamoDB Local and set {DYNAMODB_VAR}=http://127.0.0.1:PORT"
+        )
+        .into()),
+    }
+}
+
+/// SDK settings for DynamoDB Local: static test credentials, us-east-1.
+pub async fn dynamodb_sdk_config() -> Result<SdkConfig> {
+    Ok(local_sdk_config(&dynamodb_endpoint()?).await)
+}
+
+/// SDK settings for moto's server (SQS).
+pub async fn moto_sdk_config() -> Result<SdkConfig> {
+    let endpoint = match std::env::var(MOTO_VAR) {
+        Ok(e) if !e.trim().is_empty() => e,
+        _ => {
+            return Err(format!(
+                "{MOTO_VAR} is not set: herald-local's aws backend needs SQS (moto's server). Run `./scripts/bench` (it starts it)"
+            )
+            .into());
+        }
+    };
+    Ok(local_sdk_config(&endpoint).await)
+}
+
+async fn local_sdk_config(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .load()
+        .await
+}
+
+/// A fresh table prefix per run.
+pub fn unique_prefix() -> String {
+    format!("bench{}-", uuid::Uuid::new_v4().simple())
+}
+
+/// herald-local in this process on a free port of 127.0.0.1.
+pub async fn start_server(backend: BenchBackend) -> Result<Server> {
+    let mut options = Options::from_lookup(&|_| None)?;
+    options.host = "127.0.0.1".into();
+    options.port = 0;
+    options.auth = AuthConfig::hs256(SECRET);
+    if backend == BenchBackend::Dynamodb {
+        options.backend = Backend::Aws;
+        options.create_resources = true;
+        options.tables = TableNames::with_prefix(&unique_prefix());
+        options.sdk = Some(dynamodb_sdk_config().await?);
+        options.sqs_sdk = Some(moto_sdk_config().await?);
+        options.queue_name = format!("bench{}", uuid::Uuid::new_v4().simple());
+    }
+    Ok(herald_local::start(options).await?)
+}
+
+/// Opens a WebSocket with a timeout.
+pub async fn connect(url: &str, wait: Duration) -> Result<Ws> {
+    match tokio::time::timeout(wait, tokio_tungstenite::connect_async(url)).await {
+        Ok(Ok((ws, _))) => Ok(ws),
+        Ok(Err(e)) => Err(format!("handshake failed: {e}").into()),
+        Err(_) => Err(format!("handshake timed out after {wait:?}").into()),
+    }
+}
+
+/// The next text frame, skipping pings and pongs.
+pub async fn next_text(ws: &mut Ws, wait: Duration) -> Result<String> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return Ok(t.to_string()),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Ok(other))) => return Err(format!("unexpected frame {other:?}").into()),
+            Ok(Some(Err(e))) => return Err(e.into()),
+            Ok(None) => return Err("the connection closed".into()),
+            Err(_) => return Err("no frame in time".into()),
+        }
+    }
+}
+
+/// Connects to the notification API as `user` and subscribes to `event`.
+pub async fn subscribed_client(server_ws: &str, token: &str, event: &str) -> Result<Ws> {
+    let mut ws = connect(&format!("{server_ws}/api/v1/notify/ws?token={token}"), Duration::from_secs(30)).await?;
+    ws.send(Message::Text(json!({"type": "subscribe", "event_name": event}).to_string().into())).await?;
+    let reply: Value = serde_json::from_str(&next_text(&mut ws, Duration::from_secs(30)).await?)?;
+    if reply["type"] != "subscribed" {
+        return Err(format!("subscribe answered {reply}").into());
+    }
+    Ok(ws)
+}
+
+/// Opens `n` subscribed clients, `concurrency` handshakes at a time.
+pub async fn subscribed_clients(server: &Server, n: usize, event: &str, concurrency: usize) -> Result<Vec<Ws>> {
+    let base = server.ws_url("");
+    let tokens = (0..n).map(|i| user_token(&format!("fan{i}"))).collect::<Result<Vec<_>>>()?;
+    let clients: Vec<Result<Ws>> = futures::stream::iter(tokens)
+        .map(|t| {
+            let base = base.clone();
+            async move { subscribed_client(&base, &t, event).await }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    clients.into_iter().collect()
+}
+
+/// Closes every client and waits (bounded) for their ends.
+pub async fn close_all(clients: Vec<Ws>) {
+    let closing = clients.into_iter().map(|mut ws| async move {
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            let _ = ws.close(None).await;
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
+    });
+    futures::stream::iter(closing).buffer_unordered(500).collect::<Vec<()>>().await;
+}
+
+/// Waits until herald-local holds no live connection (bounded).
+pub async fn wait_drained(server: &Server, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if server.app.registry.is_empty() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.app.registry.is_empty()
+}
+
+/// Percentiles of a set of durations (nearest rank).
+pub struct Percentiles(Vec<Duration>);
+
+impl Percentiles {
+    pub fn new(mut samples: Vec<Duration>) -> Self {
+        samples.sort_unstable();
+        Self(samples)
+    }
+
+    pub fn at(&self, q: f64) -> Duration {
+        if self.0.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = ((q * self.0.len() as f64).ceil() as usize).clamp(1, self.0.len());
+        self.0[rank - 1]
+    }
+
+    pub fn max(&self) -> Duration {
+        self.0.last().copied().unwrap_or_default()
+    }
+}
+
+pub fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+/// One figure: `name: value unit`.
+pub fn figure(name: &str, value: impl std::fmt::Display, unit: &str) {
+    println!("{name}: {value} {unit}");
+}

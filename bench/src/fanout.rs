@@ -1,0 +1,322 @@
+//! Fan-out: live WebSocket clients subscribed to one event, every push timed from its publish to
+//! each client's receipt.
+//!
+//! - `fanout`: publishes through `POST /notify` (the `notify` function, the in-memory queue, the
+//!   poller, `dispatch` with herald-local's in-process gateway), at full speed and then paced;
+//! - `fanout-sdk`: `dispatch` itself (`DispatchDeps::deliver`) on a runtime and OS thread of its own,
+//!   posting every frame through `aws-sdk-apigatewaymanagement` to herald-local's management API
+//!   over HTTP; the thread's CPU time is read before and after.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use herald::domain::{Push, now, rfc3339};
+use herald::gateway::SdkGateway;
+use herald_dispatch::DispatchDeps;
+use herald_local::Server;
+use herald_local::functions::Handlers;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::BenchBackend;
+use crate::common::{self, EVENT, Percentiles, Result, Ws, figure, ms};
+
+/// Handshakes at a time while setting up the clients.
+const SETUP_CONCURRENCY: usize = 100;
+/// How long receivers wait past the expected end of publishing.
+const GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Deserialize)]
+struct PushFrame {
+    message: Option<SeqMessage>,
+}
+
+#[derive(Deserialize)]
+struct SeqMessage {
+    seq: u64,
+}
+
+/// Receives until `expected` pushes with a seq in `range` arrived, or the deadline.
+async fn receive(mut ws: Ws, range: Range<u64>, expected: usize, deadline: tokio::time::Instant) -> (Ws, Vec<(u64, Instant)>) {
+    let mut got = Vec::with_capacity(expected);
+    while got.len() < expected {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let at = Instant::now();
+                if let Ok(PushFrame { message: Some(SeqMessage { seq }) }) = serde_json::from_str::<PushFrame>(&t)
+                    && range.contains(&seq)
+                {
+                    got.push((seq, at));
+                }
+            }
+            Ok(Some(Ok(_))) => continue,
+            _ => break,
+        }
+    }
+    (ws, got)
+}
+
+fn spawn_receivers(
+    clients: Vec<Ws>,
+    range: Range<u64>,
+    expected: usize,
+    deadline: tokio::time::Instant,
+) -> JoinSet<(Ws, Vec<(u64, Instant)>)> {
+    let mut set = JoinSet::new();
+    for ws in clients {
+        set.spawn(receive(ws, range.clone(), expected, deadline));
+    }
+    set
+}
+
+/// What the clients saw, against the publish instants (index = seq - range.start).
+struct Outcome {
+    deliveries: usize,
+    expected: usize,
+    per_second: f64,
+    latency: Percentiles,
+}
+
+async fn collect(mut receivers: JoinSet<(Ws, Vec<(u64, Instant)>)>) -> (Vec<Ws>, Vec<(u64, Instant)>) {
+    let mut clients = Vec::new();
+    let mut all = Vec::new();
+    while let Some(joined) = receivers.join_next().await {
+        if let Ok((ws, got)) = joined {
+            clients.push(ws);
+            all.extend(got);
+        }
+    }
+    (clients, all)
+}
+
+fn outcome(received: &[(u64, Instant)], seq_start: u64, published_at: &[Instant], expected: usize) -> Outcome {
+    let first = published_at.first().copied().unwrap_or_else(Instant::now);
+    let last = received.iter().map(|(_, at)| *at).max().unwrap_or(first);
+    let latencies = received
+        .iter()
+        .filter_map(|(seq, at)| published_at.get((seq - seq_start) as usize).map(|p| at.saturating_duration_since(*p)))
+        .collect();
+    let span = last.saturating_duration_since(first).as_secs_f64().max(1e-9);
+    Outcome { deliveries: received.len(), expected, per_second: received.len() as f64 / span, latency: Percentiles::new(latencies) }
+}
+
+fn report(name: &str, o: &Outcome) {
+    figure(&format!("{name} deliveries"), format!("{} of {}", o.deliveries, o.expected), "deliveries");
+    figure(&format!("{name} throughput"), format!("{:.0}", o.per_second), "deliveries/s");
+    figure(&format!("{name} latency p50"), ms(o.latency.at(0.50)), "ms");
+    figure(&format!("{name} latency p99"), ms(o.latency.at(0.99)), "ms");
+    figure(&format!("{name} latency max"), ms(o.latency.max()), "ms");
+}
+
+/// `POST /notify` with the publisher token: one event push carrying its seq.
+async fn publish(http: &reqwest::Client, url: &str, token: &str, seq: u64) -> Result<()> {
+    let body = json!({"event_name": EVENT, "message": {"seq": seq}});
+    let response = http.post(url).bearer_auth(token).json(&body).send().await?;
+    let status = response.status();
+    if status.as_u16() != 202 {
+        return Err(format!("POST /notify answered {status}: {}", response.text().await.unwrap_or_default()).into());
+    }
+    Ok(())
+}
+
+/// One run through POST /notify: `publishes` pushes, `interval` apart (none: back to back).
+async fn notify_run(
+    server: &Server,
+    clients: Vec<Ws>,
+    seq_start: u64,
+    publishes: usize,
+    interval: Option<Duration>,
+) -> Result<(Vec<Ws>, Outcome)> {
+    let expected = clients.len() * publishes;
+    let publishing = interval.unwrap_or_default() * publishes as u32;
+    let deadline = tokio::time::Instant::now() + publishing + GRACE;
+    let receivers = spawn_receivers(clients, seq_start..seq_start + publishes as u64, publishes, deadline);
+    let http = reqwest::Client::new();
+    let url = server.url("/notify");
+    let token = common::publisher_token()?;
+    // One request first so that the HTTP connection is open before the clock starts.
+    let warm = http.get(server.url("/health")).send().await?;
+    if !warm.status().is_success() {
+        return Err(format!("GET /health answered {}", warm.status()).into());
+    }
+    let mut published_at = Vec::with_capacity(publishes);
+    let start = tokio::time::Instant::now();
+    let mut failure = None;
+    for i in 0..publishes {
+        if let Some(every) = interval {
+            tokio::time::sleep_until(start + every * i as u32).await;
+        }
+        published_at.push(Instant::now());
+        if let Err(e) = publish(&http, &url, &token, seq_start + i as u64).await {
+            failure = Some(e);
+            break;
+        }
+    }
+    let (clients, received) = collect(receivers).await;
+    if let Some(e) = failure {
+        common::close_all(clients).await;
+        return Err(e);
+    }
+    Ok((clients, outcome(&received, seq_start, &published_at, expected)))
+}
+
+pub async fn run(connections: usize, publishes: usize, rate: u64) -> Result<()> {
+    let server = common::start_server(BenchBackend::Embedded).await?;
+    let clients = common::subscribed_clients(&server, connections, EVENT, SETUP_CONCURRENCY).await?;
+    let name = format!("fanout {connections} connections x {publishes} publishes");
+
+    let (clients, burst) = notify_run(&server, clients, 0, publishes, None).await?;
+    report(&format!("{name}, back to back"), &burst);
+
+    // Paced: publishes spaced so that `rate` deliveries a second go out.
+    let interval = Duration::from_secs_f64(connections as f64 / rate.max(1) as f64);
+    let (clients, paced) = notify_run(&server, clients, 1_000_000, publishes, Some(interval)).await?;
+    let paced_name = format!("{name}, paced at {rate} deliveries/s (a publish every {} ms)", interval.as_millis());
+    report(&paced_name, &paced);
+
+    common::close_all(clients).await;
+    server.stop().await;
+    Ok(())
+}
+
+/// What the dispatcher thread measured.
+struct DispatchRun {
+    published_at: Vec<Instant>,
+    sent: usize,
+    gone: usize,
+    wall: Duration,
+    cpu: Duration,
+}
+
+fn bench_push(seq: u64) -> Push {
+    Push {
+        id: uuid::Uuid::new_v4().to_string(),
+        created_at: rfc3339(now()),
+        user_id: None,
+        event_name: Some(EVENT.into()),
+        title: None,
+        body: None,
+        message: Some(json!({ "seq": seq })),
+    }
+}
+
+/// Which management API the dispatcher posts through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// `aws-sdk-apigatewaymanagement` over HTTP to herald-local's `/@connections` (the cloud's path).
+    Sdk,
+    /// herald-local's in-process gateway: the baseline, dispatch's own cost without the SDK.
+    InProcess,
+}
+
+/// The dispatcher: a current-thread runtime on this OS thread, so that the thread's CPU time is
+/// the dispatcher's (the SDK's HTTP connections are driven by tasks of this runtime too).
+fn dispatcher(handlers: Arc<Handlers>, endpoint: String, via: Via, seqs: Range<u64>) -> Result<DispatchRun> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "static"))
+            .load()
+            .await;
+        let sdk_gateway = SdkGateway::new(&sdk, &endpoint);
+        let gateway: &dyn herald::gateway::Gateway = match via {
+            Via::Sdk => &sdk_gateway,
+            Via::InProcess => &handlers.gateway,
+        };
+        let deps = DispatchDeps {
+            store: &*handlers.store,
+            gateway,
+            timer: &*handlers.timer,
+            dead_letters: &*handlers.dead_letters,
+            settings: &handlers.settings,
+        };
+        // Warm-up (not counted by the clients): opens the SDK's HTTP connections.
+        deps.deliver(&bench_push(u64::MAX)).await.map_err(|e| format!("warm-up push failed: {e}"))?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut published_at = Vec::with_capacity(seqs.clone().count());
+        let (mut sent, mut gone) = (0, 0);
+        let cpu0 = common::thread_cpu_time();
+        let t0 = Instant::now();
+        for seq in seqs {
+            published_at.push(Instant::now());
+            let delivered = deps.deliver(&bench_push(seq)).await.map_err(|e| format!("push {seq} failed: {e}"))?;
+            sent += delivered.sent;
+            gone += delivered.gone;
+        }
+        let wall = t0.elapsed();
+        let cpu = common::thread_cpu_time().saturating_sub(cpu0);
+        Ok(DispatchRun { published_at, sent, gone, wall, cpu })
+    })
+}
+
+/// One pass: the dispatcher on its own thread delivers `publishes` pushes; the clients time them.
+async fn dispatch_pass(
+    server: &Server,
+    clients: Vec<Ws>,
+    via: Via,
+    seq_start: u64,
+    publishes: usize,
+) -> Result<(Vec<Ws>, Outcome, DispatchRun)> {
+    let expected = clients.len() * publishes;
+    let seqs = seq_start..seq_start + publishes as u64;
+    // Bounded: the posts of 50 pushes to 2,000 connections take seconds, not minutes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120) + GRACE;
+    let receivers = spawn_receivers(clients, seqs.clone(), publishes, deadline);
+    let handlers = server.app.handlers.clone();
+    let endpoint = server.url("");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new().name("dispatcher".into()).spawn(move || {
+        let _ = tx.send(dispatcher(handlers, endpoint, via, seqs));
+    })?;
+    let run = rx.await.map_err(|_| "the dispatcher thread died");
+    let _ = thread.join();
+    let (clients, received) = collect(receivers).await;
+    match run {
+        Ok(Ok(run)) => {
+            let o = outcome(&received, seq_start, &run.published_at, expected);
+            Ok((clients, o, run))
+        }
+        Ok(Err(e)) => {
+            common::close_all(clients).await;
+            Err(e)
+        }
+        Err(e) => {
+            common::close_all(clients).await;
+            Err(e.into())
+        }
+    }
+}
+
+fn report_dispatch(name: &str, o: &Outcome, run: &DispatchRun) {
+    report(name, o);
+    figure(&format!("{name} dispatcher posts"), run.sent, "posts");
+    if run.gone > 0 {
+        figure(&format!("{name} dispatcher gone"), run.gone, "posts");
+    }
+    figure(&format!("{name} dispatcher wall time"), ms(run.wall), "ms");
+    figure(&format!("{name} dispatcher rate"), format!("{:.0}", run.sent as f64 / run.wall.as_secs_f64().max(1e-9)), "posts/s");
+    figure(&format!("{name} dispatcher cpu"), ms(run.cpu), "ms");
+    let per_thousand = run.cpu.as_secs_f64() * 1000.0 / (run.sent.max(1) as f64 / 1000.0);
+    figure(&format!("{name} dispatcher cpu per 1000 deliveries"), format!("{per_thousand:.2}"), "ms");
+}
+
+pub async fn run_sdk(connections: usize, publishes: usize) -> Result<()> {
+    let server = common::start_server(BenchBackend::Embedded).await?;
+    let clients = common::subscribed_clients(&server, connections, EVENT, SETUP_CONCURRENCY).await?;
+    let name = format!("fanout-sdk {connections} connections x {publishes} publishes");
+
+    let (clients, o, run) = dispatch_pass(&server, clients, Via::Sdk, 0, publishes).await?;
+    report_dispatch(&name, &o, &run);
+
+    let (clients, o, run) = dispatch_pass(&server, clients, Via::InProcess, 1_000_000, publishes).await?;
+    report_dispatch(&format!("{name}, baseline without the SDK (in-process gateway)"), &o, &run);
+
+    common::close_all(clients).await;
+    server.stop().await;
+    Ok(())
+}
