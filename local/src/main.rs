@@ -84,7 +84,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  chat           ws://{a}/ws?sid=<participant>   (Sec-WebSocket-Protocol: access_token, <JWT>)");
     println!("  management     http://{a}/@connections/<id>");
     println!("  health         http://{a}/health");
-    println!("a development token:  TOKEN=$(cargo run -q -p herald-local -- token --user 42)");
+    println!("a development token:  TOKEN=$(cargo run -q --release -p herald-local -- token --user 42)");
     println!("then:                 wscat -c \"ws://{a}/api/v1/notify/ws?token=$TOKEN\"");
     println!("publish:              POST http://{a}/notify with a token from `token --user svc --publisher`");
     tokio::signal::ctrl_c().await?;

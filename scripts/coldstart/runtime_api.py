@@ -33,9 +33,6 @@ class Invocation:
         self.done = threading.Event()
 
 
-CURRENT = {"inv": None}
-
-
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -51,7 +48,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
-        inv = CURRENT["inv"]
+        inv = self.server.inv
         if self.path.endswith("/runtime/invocation/next") and inv is not None:
             now = time.perf_counter()
             if inv.served:
@@ -73,7 +70,7 @@ class Handler(BaseHTTPRequestHandler):
         self._reply(404)
 
     def do_POST(self):
-        inv = CURRENT["inv"]
+        inv = self.server.inv
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         if inv is not None and (self.path.endswith("/response") or self.path.endswith("/error")):
@@ -92,6 +89,14 @@ class Handler(BaseHTTPRequestHandler):
         self._reply(404)
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A stopped function drops its pending /next: expected, not worth a traceback.
+        pass
+
+
 def peak_rss_kb(pid):
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -103,20 +108,26 @@ def peak_rss_kb(pid):
     return None
 
 
-def run_once(binary, event, env, port):
+def run_once(binary, event, env):
+    # A fresh server (and port) per run: a stopped process's last request cannot reach the next run.
     inv = Invocation(event)
-    CURRENT["inv"] = inv
+    server = Server(("127.0.0.1", 0), Handler)
+    server.inv = inv
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     child_env = dict(env)
     child_env["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{port}"
     start = time.perf_counter()
-    proc = subprocess.Popen([binary], env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    finished = inv.done.wait(30)
+    proc = subprocess.Popen([binary], env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    finished = inv.done.wait(10)
     rss = peak_rss_kb(proc.pid)
     proc.kill()
-    _, stderr = proc.communicate(timeout=10)
-    CURRENT["inv"] = None
+    output, _ = proc.communicate(timeout=10)
+    inv.done.set()
+    server.shutdown()
+    server.server_close()
     if not finished or inv.outcome == "init-error":
-        raise RuntimeError(f"{os.path.basename(binary)}: no response ({inv.outcome}): {inv.body[:300]!r} {stderr[-500:]!r}")
+        raise RuntimeError(f"{os.path.basename(binary)}: no response ({inv.outcome}): {inv.body[:300]!r} {output[-800:]!r}")
     return (inv.next_at - start) * 1000, (inv.done_at - start) * 1000, rss, inv.outcome, inv.body
 
 
@@ -128,10 +139,6 @@ def main():
     ap.add_argument("--env", action="append", default=[])
     ap.add_argument("--only", action="append", default=[])
     args = ap.parse_args()
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
 
     base_env = {k: v for k, v in os.environ.items()}
     base_env.update({
@@ -160,7 +167,7 @@ def main():
         inits, firsts, rss_max, outcome, body = [], [], 0, None, b""
         try:
             for _ in range(args.runs):
-                init_ms, first_ms, rss, outcome, body = run_once(binary, event, base_env, port)
+                init_ms, first_ms, rss, outcome, body = run_once(binary, event, base_env)
                 inits.append(init_ms)
                 firsts.append(first_ms)
                 rss_max = max(rss_max, rss or 0)
@@ -172,7 +179,6 @@ def main():
         summary = body.decode(errors="replace")[:70].replace("\n", " ")
         print(f"{name:<28}{statistics.median(inits):>12.2f}{max(inits):>12.2f}{statistics.median(firsts):>19.2f}"
               f"{rss_max / 1024:>13.1f}{size:>9.2f}  {outcome}: {summary}")
-    server.shutdown()
     sys.exit(1 if failures else 0)
 
 

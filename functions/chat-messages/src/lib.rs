@@ -113,7 +113,8 @@ where
 }
 
 /// `Event.ReceiveMessage` to every chat connection of the other participants. The message is
-/// stored already: failures are logged, not returned (a retried frame would not push again).
+/// stored already: failures are logged, not returned (a retried frame would not push again);
+/// a connection found gone (410) is deleted.
 async fn push<S>(store: &S, gateway: &dyn Gateway, sender: &Connection, conversation: &Conversation, message: &ChatMessage)
 where
     S: ConnectionStore + MemberStore + ?Sized,
@@ -140,7 +141,12 @@ where
     for (connection_id, result) in targets.iter().zip(results) {
         match result {
             Ok(()) => {}
-            Err(GatewayError::Gone(_)) => tracing::debug!(connection_id, "gone: skipped"),
+            // A stale connection (its $disconnect never ran): delete it, as dispatch does.
+            Err(GatewayError::Gone(_)) => {
+                if let Err(e) = store.delete_connection(connection_id).await {
+                    tracing::warn!(connection_id, error = %e, "could not delete a gone connection");
+                }
+            }
             Err(e) => tracing::warn!(connection_id, error = %e, "could not push Event.ReceiveMessage"),
         }
     }

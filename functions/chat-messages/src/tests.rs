@@ -117,7 +117,7 @@ async fn client_msg_id_is_idempotent_and_not_pushed_twice() {
 }
 
 #[tokio::test]
-async fn gone_connections_are_skipped_and_paging_works() {
+async fn gone_connections_are_deleted_and_paging_works() {
     let (store, gw) = setup().await;
     connect(&store, "admin-2", "2", true, None).await;
     store.add_member("100", "2").await.unwrap();
@@ -129,7 +129,8 @@ async fn gone_connections_are_skipped_and_paging_works() {
         assert_eq!(r["result"]["message"]["id"], i);
     }
     assert_eq!(pushed(&gw, "admin-2").len(), 5);
-    assert!(store.get_connection("admin").await.unwrap().is_some(), "nothing is deleted");
+    assert!(store.get_connection("admin").await.unwrap().is_none(), "the gone connection is deleted");
+    assert!(store.get_connection("admin-2").await.unwrap().is_some());
     let ids = |v: &Value| v["result"]["Messages"].as_array().unwrap().iter().map(|m| m["id"].as_i64().unwrap()).collect::<Vec<_>>();
     let page = call(&store, &gw, "req", frame("Event.GetMessageList", json!({"session_channel":"100","executor_id":1,"limit":2}))).await;
     assert_eq!(ids(&page), vec![4, 5]);
