@@ -93,7 +93,7 @@ impl Gateway for CountingGateway {
     }
 
     async fn describe(&self, _connection_id: &str) -> std::result::Result<ConnectionInfo, GatewayError> {
-        Ok(ConnectionInfo { connected_at: None, last_active_at: None, source_ip: None })
+        Ok(ConnectionInfo { connected_at: None, last_active_at: None, source_ip: None, user_agent: None })
     }
 
     async fn close(&self, _connection_id: &str) -> std::result::Result<(), GatewayError> {

@@ -228,13 +228,7 @@ fn dispatcher(handlers: Arc<Handlers>, endpoint: String, via: Via, seqs: Range<u
             Via::Sdk => &sdk_gateway,
             Via::InProcess => &handlers.gateway,
         };
-        let deps = DispatchDeps {
-            store: &*handlers.store,
-            gateway,
-            timer: &*handlers.timer,
-            dead_letters: &*handlers.dead_letters,
-            settings: &handlers.settings,
-        };
+        let deps = DispatchDeps { gateway, ..handlers.dispatch_deps() };
         // Warm-up (not counted by the clients): opens the SDK's HTTP connections.
         deps.deliver(&bench_push(u64::MAX)).await.map_err(|e| format!("warm-up push failed: {e}"))?;
         tokio::time::sleep(Duration::from_millis(300)).await;

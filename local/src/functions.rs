@@ -91,16 +91,20 @@ impl Handlers {
         }
     }
 
-    /// `dispatch`, fed by the event source mapping: returns the ids of the records that failed.
-    pub async fn dispatch(&self, event: aws_lambda_events::sqs::SqsEvent) -> Vec<String> {
-        let deps = herald_dispatch::DispatchDeps {
+    /// What `dispatch` runs with here: this process's store, gateway, timer and queues.
+    pub fn dispatch_deps(&self) -> herald_dispatch::DispatchDeps<'_, dyn Store> {
+        herald_dispatch::DispatchDeps {
             store: &*self.store,
             gateway: &self.gateway,
             timer: &*self.timer,
             dead_letters: &*self.dead_letters,
             settings: &self.settings,
-        };
-        deps.handle_sqs(event).await.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
+        }
+    }
+
+    /// `dispatch`, fed by the event source mapping: returns the ids of the records that failed.
+    pub async fn dispatch(&self, event: aws_lambda_events::sqs::SqsEvent) -> Vec<String> {
+        self.dispatch_deps().handle_sqs(event).await.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
     }
 
     /// Invokes the route's handler; `route_key` is one of the API's routes.

@@ -7,7 +7,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use herald::gateway::GatewayError;
 use herald::protocol::MAX_MESSAGE_BYTES;
 
 use crate::App;
@@ -34,9 +33,7 @@ fn post_to(app: &App, id: &str, body: Bytes) -> Response {
     if body.len() > MAX_MESSAGE_BYTES {
         return aws_error(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLargeException", "the payload is over 128 KB");
     }
-    let Some(conn) = app.registry.get(id) else { return gone() };
-    let frame = app.registry.frame_for(&conn, body.to_vec());
-    match app.registry.send(id, frame) {
+    match app.registry.post_data(id, body.to_vec()) {
         Ok(()) => StatusCode::OK.into_response(),
         Err(_) => gone(),
     }
@@ -51,18 +48,13 @@ pub async fn get_staged(State(app): State<Arc<App>>, Path((_stage, id)): Path<(S
 }
 
 fn describe(app: &App, id: &str) -> Response {
-    let Some(conn) = app.registry.get(id) else { return gone() };
-    match app.registry.describe(id) {
-        Ok(info) => {
-            let body = serde_json::json!({
-                "connectedAt": info.connected_at,
-                "lastActiveAt": info.last_active_at,
-                "identity": { "sourceIp": info.source_ip, "userAgent": conn.user_agent },
-            });
-            (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()
-        }
-        Err(GatewayError::Gone(_)) | Err(_) => gone(),
-    }
+    let Ok(info) = app.registry.describe(id) else { return gone() };
+    let body = serde_json::json!({
+        "connectedAt": info.connected_at,
+        "lastActiveAt": info.last_active_at,
+        "identity": { "sourceIp": info.source_ip, "userAgent": info.user_agent },
+    });
+    (StatusCode::OK, [("content-type", "application/json")], body.to_string()).into_response()
 }
 
 pub async fn delete(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {

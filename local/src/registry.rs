@@ -68,21 +68,28 @@ impl Registry {
         self.connections.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `PostToConnection` with raw data: text when it is UTF-8 (binary for a protobuf
-    /// connection unless it is a JSON object), binary otherwise.
-    pub fn frame_for(&self, conn: &LiveConnection, data: Vec<u8>) -> Frame {
+    /// `PostToConnection` with raw data: a text frame when it is UTF-8 (for a protobuf
+    /// connection, only when it is a JSON object), a binary frame otherwise.
+    pub fn post_data(&self, id: &str, data: Vec<u8>) -> Result<(), GatewayError> {
+        let conn = self.get(id).ok_or_else(|| GatewayError::Gone(id.to_string()))?;
         let json_object = data.first() == Some(&b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(&data).is_ok();
-        if conn.prefers_binary && !json_object {
-            return Frame::Binary(data);
-        }
-        match String::from_utf8(data) {
-            Ok(text) => Frame::Text(text),
-            Err(e) => Frame::Binary(e.into_bytes()),
-        }
+        let frame = if conn.prefers_binary && !json_object {
+            Frame::Binary(data)
+        } else {
+            match String::from_utf8(data) {
+                Ok(text) => Frame::Text(text),
+                Err(e) => Frame::Binary(e.into_bytes()),
+            }
+        };
+        Self::deliver(id, &conn, frame)
     }
 
     pub fn send(&self, id: &str, frame: Frame) -> Result<(), GatewayError> {
         let conn = self.get(id).ok_or_else(|| GatewayError::Gone(id.to_string()))?;
+        Self::deliver(id, &conn, frame)
+    }
+
+    fn deliver(id: &str, conn: &LiveConnection, frame: Frame) -> Result<(), GatewayError> {
         conn.tx.send(Outbound::Frame(frame)).map_err(|_| GatewayError::Gone(id.to_string()))
     }
 
@@ -97,6 +104,7 @@ impl Registry {
             connected_at: rfc3339_ms(conn.connected_at),
             last_active_at: rfc3339_ms(conn.last_active_at.load(Ordering::Relaxed)),
             source_ip: Some(conn.source_ip.clone()),
+            user_agent: conn.user_agent.clone(),
         })
     }
 }

@@ -24,6 +24,16 @@ pub enum On {
     DynamoDbLocal,
 }
 
+/// Generates `embedded::name` and `dynamodb::name` test functions from one `async fn name(on: On)`
+/// in the calling test file: each end-to-end case runs on both backends.
+#[macro_export]
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod embedded { $( #[tokio::test] async fn $name() { super::$name($crate::local::On::Embedded).await } )* }
+        mod dynamodb { $( #[tokio::test] async fn $name() { super::$name($crate::local::On::DynamoDbLocal).await } )* }
+    };
+}
+
 /// Starts herald-local on a free port.
 pub async fn spawn_app(on: On) -> Server {
     spawn_with(on, |_| {}).await

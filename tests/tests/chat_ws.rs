@@ -7,16 +7,9 @@ use futures::SinkExt;
 use herald::domain::Api;
 use herald_local::Server;
 use herald_tests::local::*;
+use herald_tests::on_both;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-
-/// Generates `embedded::name` and `dynamodb::name` from one `async fn name(on: On)`.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod embedded { $( #[tokio::test] async fn $name() { super::$name(super::On::Embedded).await } )* }
-        mod dynamodb { $( #[tokio::test] async fn $name() { super::$name(super::On::DynamoDbLocal).await } )* }
-    };
-}
 
 on_both!(
     seed_frames_replayed_field_by_field,

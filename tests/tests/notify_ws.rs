@@ -6,16 +6,9 @@ use std::time::Duration;
 use futures::SinkExt;
 use herald::gateway::{Gateway, GatewayError, SdkGateway};
 use herald_tests::local::*;
+use herald_tests::on_both;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
-
-/// Generates `embedded::name` and `dynamodb::name` from one `async fn name(on: On)`.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod embedded { $( #[tokio::test] async fn $name() { super::$name(super::On::Embedded).await } )* }
-        mod dynamodb { $( #[tokio::test] async fn $name() { super::$name(super::On::DynamoDbLocal).await } )* }
-    };
-}
 
 on_both!(
     query_token_connects_and_subscribes,

@@ -8,16 +8,10 @@ use futures::SinkExt;
 use herald::domain::{Api, Connection, Subscription};
 use herald::protocol::{AckStatus, ack_protobuf, pb};
 use herald_tests::local::*;
+use herald_tests::on_both;
 use prost::Message as _;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod embedded { $( #[tokio::test] async fn $name() { super::$name(super::On::Embedded).await } )* }
-        mod dynamodb { $( #[tokio::test] async fn $name() { super::$name(super::On::DynamoDbLocal).await } )* }
-    };
-}
 
 on_both!(
     seed_000_user_and_event_reaches_only_that_users_subscribed_connections,
@@ -152,15 +146,7 @@ async fn seed_002_kafka_record_reaches_the_user(on: On) {
         }
     });
     let event: aws_lambda_events::kafka::KafkaEvent = serde_json::from_value(fixture).unwrap();
-    let h = &server.app.handlers;
-    let deps = herald_dispatch::DispatchDeps {
-        store: &*h.store,
-        gateway: &h.gateway,
-        timer: &*h.timer,
-        dead_letters: &*h.dead_letters,
-        settings: &h.settings,
-    };
-    assert_eq!(deps.handle_kafka(event).await.unwrap(), 2);
+    assert_eq!(server.app.handlers.dispatch_deps().handle_kafka(event).await.unwrap(), 2);
     let p = next_json(&mut ws).await;
     assert_eq!((p["title"].as_str(), p["id"].as_str()), (Some("Новый фильм"), Some("123e4567-e89b-12d3-a456-426614174000")));
     let dead = server.app.queues.dead_letters().await;

@@ -32,6 +32,7 @@ pub struct ConnectionInfo {
     pub connected_at: Option<String>,
     pub last_active_at: Option<String>,
     pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +102,7 @@ impl Gateway for RecordingGateway {
         if lock(&self.gone).contains(connection_id) {
             return Err(GatewayError::Gone(connection_id.to_string()));
         }
-        Ok(ConnectionInfo { connected_at: None, last_active_at: None, source_ip: None })
+        Ok(ConnectionInfo { connected_at: None, last_active_at: None, source_ip: None, user_agent: None })
     }
 
     async fn close(&self, connection_id: &str) -> Result<(), GatewayError> {

@@ -59,6 +59,7 @@ impl Gateway for SdkGateway {
             connected_at: fmt(out.connected_at()),
             last_active_at: fmt(out.last_active_at()),
             source_ip: out.identity().and_then(|i| i.source_ip()).map(str::to_string),
+            user_agent: out.identity().and_then(|i| i.user_agent()).map(str::to_string),
         })
     }
 
