@@ -76,7 +76,9 @@ impl Options {
 
     pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let with_dev_secret = |k: &str| match k {
-            "HERALD_JWT_SECRET" if get("HERALD_JWT_PUBLIC_KEY").is_none() && get("HERALD_JWKS_URL").is_none() => {
+            "HERALD_JWT_SECRET"
+                if ["HERALD_JWT_SECRET_ARN", "HERALD_JWT_PUBLIC_KEY", "HERALD_JWKS_URL"].iter().all(|v| get(v).is_none()) =>
+            {
                 get(k).or_else(|| Some(DEV_SECRET.to_string()))
             }
             _ => get(k),
@@ -163,6 +165,8 @@ impl RateLimiter {
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("refusing to serve on {host} with the public development secret: set HERALD_JWT_SECRET (or a key) to serve off loopback")]
+    DevSecretOffLoopback { host: String },
     #[error("could not bind {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
     #[error("could not create the tables: {0}")]
@@ -239,8 +243,21 @@ async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     Err(last)
 }
 
+/// Whether `host` names only loopback addresses (`127.0.0.0/8`, `::1`, `localhost`).
+pub fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host.eq_ignore_ascii_case("localhost"),
+    }
+}
+
 /// Starts serving; port 0 picks a free port.
 pub async fn start(options: Options) -> Result<Server, StartError> {
+    // The development secret is public: tokens signed with it are anyone's (CONTRACT §1).
+    if options.auth.hs256_secret() == Some(DEV_SECRET) && !is_loopback(&options.host) {
+        return Err(StartError::DevSecretOffLoopback { host: options.host.clone() });
+    }
     let verifier = Verifier::new(&options.auth)?;
     let (store, queues) = backend(&options).await?;
     let registry = Arc::new(Registry::default());

@@ -8,8 +8,11 @@
 //!   a requester's `user_id` (`Event.AddConversation`, `Event.GetConversationList`), while an admin
 //!   may name any user there.
 //! - A requester (a connection with a `request_id`, not an admin) reaches only the conversation
-//!   whose `session_channel` (the application id as a string) equals its `request_id`; an admin
-//!   reaches every conversation.
+//!   whose `session_channel` (the application id as a string) equals its `request_id`, and acts
+//!   there only as that conversation's `user_id` (its `sid` must be it); an admin reaches every
+//!   conversation (CONTRACT §5, "Reach").
+//! - Reach is checked where data leaves too: `Event.ReceiveMessage` goes only to connections that
+//!   reach the channel ([`reaches`]), whatever `sid` they chose.
 //! - A refusal is a reply `{"name":…,"ok":false,"error":…}`; the connection stays open.
 //! - Ids that identify people (`user_id`, `sender_id`, `executor_id`) and `session_channel` accept a
 //!   JSON number or a string (`1` and `"1"` are the same); `message_id`, `limit` and `before_id`
@@ -224,6 +227,24 @@ pub fn check_reach(connection: &Connection, session_channel: &str) -> Result<(),
     }
 }
 
+/// Whether the connection reaches this conversation: an admin always; a requester when the
+/// conversation is its application's and the connection's `sid` is the conversation's user.
+pub fn reaches(connection: &Connection, conversation: &Conversation) -> bool {
+    check_conversation_reach(connection, conversation).is_ok()
+}
+
+/// [`reaches`], with the refusal a requester gets.
+pub fn check_conversation_reach(connection: &Connection, conversation: &Conversation) -> Result<(), Refusal> {
+    check_reach(connection, &conversation.session_channel)?;
+    if !connection.admin && connection.user_id != conversation.user_id {
+        return Err(Refusal::new(format!(
+            "sid {} is not the user of conversation {}: a requester acts only as its conversation's user",
+            connection.user_id, conversation.session_channel
+        )));
+    }
+    Ok(())
+}
+
 /// The conversation on `session_channel`, once the connection may reach it (a requester learns
 /// nothing of conversations that are not its own).
 pub async fn reachable_conversation<S, E>(store: &S, connection: &Connection, session_channel: &str) -> Result<Conversation, E>
@@ -232,7 +253,10 @@ where
     E: From<Refusal> + From<StoreError>,
 {
     check_reach(connection, session_channel)?;
-    store.get_conversation(session_channel).await?.ok_or_else(|| Refusal::new(format!("no conversation {session_channel}")).into())
+    let conversation =
+        store.get_conversation(session_channel).await?.ok_or_else(|| Refusal::new(format!("no conversation {session_channel}")))?;
+    check_conversation_reach(connection, &conversation)?;
+    Ok(conversation)
 }
 
 // ---- reply shapes ---------------------------------------------------------------------------

@@ -29,7 +29,7 @@ pub async fn handle(verifier: &Verifier, request: AuthorizerRequest) -> Result<A
             other => AuthorizerError::Unauthorized(other),
         }
     })?;
-    let principal = identity.require_user().map(str::to_string).map_err(AuthorizerError::Unauthorized)?;
+    let principal = identity.principal().map_err(AuthorizerError::Unauthorized)?;
     let method_arn = request.method_arn.as_deref().unwrap_or("*");
     Ok(apigw::allow(&principal, method_arn, &identity))
 }

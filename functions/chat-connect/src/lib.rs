@@ -35,7 +35,7 @@ pub async fn handle<S: ConnectionStore + ?Sized>(
     if apigw::subprotocol_token(&event.headers).is_none() {
         return Ok(refuse(401, "unauthorized", "the token must come as Sec-WebSocket-Protocol: access_token, <jwt>"));
     }
-    if identity.request_id.is_none() && identity.admin_id.is_none() {
+    if identity.request_id.is_none() && !identity.admin {
         return Ok(refuse(403, "forbidden", "the token names neither a request_id nor an admin_id"));
     }
     let sid = match event.query_string_parameters.first("sid") {
@@ -84,7 +84,7 @@ mod tests {
     }
 
     fn requester(request_id: &str) -> Identity {
-        Identity { user_id: Some(request_id.into()), request_id: Some(request_id.into()), admin_id: None, admin: false, publisher: false }
+        Identity { user_id: None, request_id: Some(request_id.into()), admin_id: None, admin: false, publisher: false }
     }
 
     fn admin(admin_id: &str) -> Identity {

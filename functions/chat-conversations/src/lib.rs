@@ -3,8 +3,9 @@
 //! - `Event.AddConversation {user_id, application_id}` → the conversation
 //!   `{id, session_channel, application_id, create_at, update_at}`; one per application (a second
 //!   call answers the first one's conversation). A requester may only add the conversation of its
-//!   own `request_id`, for itself (`user_id` = its `sid`). The conversation's user becomes a
-//!   participant of the channel.
+//!   own `request_id`, for itself (`user_id` = its `sid`); when that conversation exists with
+//!   another user, the requester is refused. The conversation's user becomes a participant of the
+//!   channel.
 //! - `Event.GetConversationList {user_id}` → `{"conversations":[…]}` by id; a requester lists only
 //!   its own (its `sid`, its `request_id`'s conversation), an admin any user's.
 
@@ -61,6 +62,9 @@ where
     let (application_id, channel) = request.args.application_id()?;
     chat::check_reach(connection, &channel)?;
     let (conversation, created) = store.create_conversation(&application_id, &user_id, &rfc3339(now())).await?;
+    // The application's conversation may exist already, with another user: a requester may not
+    // take it over, nor learn of it.
+    chat::check_conversation_reach(connection, &conversation)?;
     // Idempotent, so a retry after a failure here completes the membership.
     store.add_member(&conversation.session_channel, &conversation.user_id).await?;
     tracing::info!(session_channel = conversation.session_channel, id = conversation.id, created, "conversation");
@@ -73,13 +77,8 @@ where
 {
     let connection = &request.connection;
     let user_id = request.args.user("user_id", connection)?;
-    let conversations: Vec<Value> = store
-        .user_conversations(&user_id)
-        .await?
-        .iter()
-        .filter(|c| chat::check_reach(connection, &c.session_channel).is_ok())
-        .map(chat::conversation_json)
-        .collect();
+    let conversations: Vec<Value> =
+        store.user_conversations(&user_id).await?.iter().filter(|c| chat::reaches(connection, c)).map(chat::conversation_json).collect();
     Ok(json!({ "conversations": conversations }))
 }
 
@@ -141,6 +140,21 @@ mod tests {
         assert_eq!(ids, vec![&json!("100")]);
         let all = call(&store, "admin", r#"{"name":"Event.GetConversationList","args":{"user_id":1}}"#).await;
         assert_eq!(all["result"]["conversations"].as_array().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_requester_cannot_take_over_its_applications_conversation_with_another_sid() {
+        let store = MemoryStore::new();
+        connect(&store, "owner", "1", false, Some("100")).await;
+        connect(&store, "other", "9", false, Some("100")).await;
+        let r = call(&store, "owner", r#"{"name":"Event.AddConversation","args":{"user_id":1,"application_id":100}}"#).await;
+        assert_eq!(r["ok"], true, "{r}");
+        let r = call(&store, "other", r#"{"name":"Event.AddConversation","args":{"user_id":9,"application_id":100}}"#).await;
+        assert_eq!(r["ok"], false, "{r}");
+        assert!(r.get("result").is_none(), "nothing of the conversation is told: {r}");
+        assert_eq!(store.get_conversation("100").await.unwrap().unwrap().user_id, "1");
+        let list = call(&store, "other", r#"{"name":"Event.GetConversationList","args":{"user_id":9}}"#).await;
+        assert_eq!(list["result"], json!({"conversations": []}));
     }
 
     #[tokio::test]

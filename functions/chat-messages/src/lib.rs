@@ -131,8 +131,13 @@ where
     let mut targets = Vec::new();
     for participant in &participants {
         match store.user_connections(participant).await {
-            Ok(cs) => targets
-                .extend(cs.into_iter().filter(|c| c.api == Api::Chat && c.connection_id != sender.connection_id).map(|c| c.connection_id)),
+            // Reach is checked where data leaves: a connection that chose a participant's sid
+            // but does not reach this conversation (another application's requester) gets nothing.
+            Ok(cs) => targets.extend(
+                cs.into_iter()
+                    .filter(|c| c.api == Api::Chat && c.connection_id != sender.connection_id && chat::reaches(c, conversation))
+                    .map(|c| c.connection_id),
+            ),
             Err(e) => tracing::error!(error = %e, participant, "could not read a participant's connections"),
         }
     }
@@ -183,7 +188,8 @@ where
         // A conversation's user is made a member when the conversation is added.
         channels.extend(store.member_channels(&executor).await?);
     } else if let Some(own) = connection.request_id.as_deref()
-        && store.get_conversation(own).await?.is_some()
+        && let Some(conversation) = store.get_conversation(own).await?
+        && chat::reaches(connection, &conversation)
     {
         channels.insert(own.to_string());
     }

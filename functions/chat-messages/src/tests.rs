@@ -174,3 +174,42 @@ async fn refusals_and_bad_args_answer_ok_false() {
     assert!(store.list_messages("200", None, 10).await.unwrap().is_empty());
     assert!(gw.sent().is_empty());
 }
+
+/// The attack of issue 9: a requester of application 200 connects with the operator's sid (2)
+/// and must not receive application 100's messages, whatever sid it chose.
+#[tokio::test]
+async fn a_requester_with_an_operators_sid_never_receives_another_applications_messages() {
+    let (store, gw) = setup().await;
+    connect(&store, "intruder", "2", false, Some("200")).await;
+    // The operator joins channel 100 by listing it, so sid 2 is a participant there.
+    call(&store, &gw, "admin", frame("Event.GetMessageList", json!({"session_channel":"100","executor_id":2}))).await;
+    let r = call(&store, &gw, "req", frame("Event.SendMessage", json!({"session_channel":"100","sender_id":1,"content":"secret"}))).await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(pushed(&gw, "admin").len(), 1, "the operator gets the message");
+    assert!(pushed(&gw, "intruder").is_empty(), "the other application's requester gets nothing: {:?}", pushed(&gw, "intruder"));
+}
+
+/// Inside its own conversation a requester acts only as the conversation's user: a connection
+/// of application 100 that chose the operator's sid can neither send, read, list nor count as it.
+#[tokio::test]
+async fn a_requester_acts_only_as_its_conversations_user() {
+    let (store, gw) = setup().await;
+    connect(&store, "impostor", "2", false, Some("100")).await;
+    call(&store, &gw, "req", frame("Event.SendMessage", json!({"session_channel":"100","sender_id":1,"content":"hi"}))).await;
+    let frames = [
+        frame("Event.SendMessage", json!({"session_channel":"100","sender_id":2,"content":"as the operator"})),
+        frame("Event.ReadMessage", json!({"session_channel":"100","executor_id":2,"message_id":1})),
+        frame("Event.GetMessageList", json!({"session_channel":"100","executor_id":2})),
+    ];
+    for f in frames {
+        let r = call(&store, &gw, "impostor", f.clone()).await;
+        assert_eq!(r["ok"], false, "{f} -> {r}");
+        assert!(r["error"].as_str().unwrap().contains("not the user of conversation 100"), "{r}");
+    }
+    let unread = call(&store, &gw, "impostor", frame("Event.GetUnreadInfo", json!({"executor_id":2}))).await;
+    assert_eq!(unread["result"], json!({"total":0,"channels":[]}));
+    // Nothing was marked read or sent as the operator.
+    assert_eq!(store.get_message("100", 1).await.unwrap().unwrap().status, 0);
+    assert_eq!(store.list_messages("100", None, 10).await.unwrap().len(), 1);
+    assert!(!store.channel_members("100").await.unwrap().contains(&"2".to_string()));
+}

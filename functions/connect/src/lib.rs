@@ -24,8 +24,9 @@ pub async fn handle<S: ConnectionStore + ?Sized>(store: &S, connection_ttl: Dura
     let Some(identity) = apigw::caller(&event) else {
         return Ok(refuse(401, "unauthorized", "no authorizer identity"));
     };
+    // An operator's `admin_id` or a requester's `request_id` is not a notify user (CONTRACT §1).
     let Ok(user_id) = identity.require_user() else {
-        return Ok(refuse(401, "unauthorized", "the token names no user"));
+        return Ok(refuse(403, "forbidden", "the token names no user (sub or user_id): the notify API needs one"));
     };
     let query = &event.query_string_parameters;
     let encoding = match Encoding::from_query(query.first("format")) {
@@ -98,6 +99,18 @@ mod tests {
         assert_eq!(handle(&store, TTL, event(&[("format", "xml")], None, Some(user("42")))).await.unwrap().status_code, 400);
         assert_eq!(handle(&store, TTL, event(&[("ack", "maybe")], None, Some(user("42")))).await.unwrap().status_code, 400);
         assert_eq!(handle(&store, TTL, event(&[], None, None)).await.unwrap().status_code, 401);
+        assert!(store.get_connection("c1").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn refuses_operators_and_requesters_that_name_no_user() {
+        let store = MemoryStore::new();
+        let operator = Identity { user_id: None, request_id: None, admin_id: Some("42".into()), admin: true, publisher: true };
+        let requester = Identity { user_id: None, request_id: Some("42".into()), admin_id: None, admin: false, publisher: false };
+        for identity in [operator, requester] {
+            let r = handle(&store, TTL, event(&[], None, Some(identity))).await.unwrap();
+            assert_eq!(r.status_code, 403);
+        }
         assert!(store.get_connection("c1").await.unwrap().is_none());
     }
 }

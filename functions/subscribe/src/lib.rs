@@ -1,6 +1,8 @@
 //! The notification API's `subscribe` and `unsubscribe` routes (CONTRACT §3): replies
 //! `subscribed` / `unsubscribed`, answers bad frames with an error frame, and closes a connection
-//! that has no subscription left (code 1000), as the original service did.
+//! that has no subscription left (code 1000), as the original service did. A private event
+//! (`user:<id>:…`) is only for user `<id>` (`forbidden` for anyone else), and a connection holds
+//! at most [`MAX_SUBSCRIPTIONS`] (`too_many_subscriptions` past that).
 
 use herald::apigw::{self, WsEvent, WsResponse};
 use herald::domain::Subscription;
@@ -20,6 +22,25 @@ pub enum SubscribeError {
 
 fn error_reply(code: &str, message: impl Into<String>) -> WsResponse {
     apigw::reply(ServerFrame::error(code, message).to_json())
+}
+
+/// Subscriptions one connection may hold (CONTRACT §3): the 101st is refused.
+pub const MAX_SUBSCRIPTIONS: usize = 100;
+
+/// The prefix of user `<id>`'s private events (CONTRACT §3).
+const PRIVATE_PREFIX: &str = "user:";
+
+/// A private event (`user:<id>:…`) may be subscribed only by user `<id>`.
+pub fn check_private(event_name: &str, user_id: &str) -> Result<(), String> {
+    let Some(rest) = event_name.strip_prefix(PRIVATE_PREFIX) else { return Ok(()) };
+    match rest.strip_prefix(user_id) {
+        Some(tail) if tail.starts_with(':') => Ok(()),
+        _ => Err(format!("{event_name:?} is a private event of another user (user:<id>: events are only for user <id>)")),
+    }
+}
+
+fn too_many() -> WsResponse {
+    error_reply("too_many_subscriptions", format!("a connection holds at most {MAX_SUBSCRIPTIONS} subscriptions"))
 }
 
 #[tracing::instrument(skip_all, fields(connection_id))]
@@ -46,7 +67,22 @@ pub async fn handle<S: ConnectionStore + SubscriptionStore + ?Sized>(
         return Ok(error_reply("user_mismatch", format!("user_id {claimed} is not the token's user")));
     }
     if subscribe {
+        if let Err(refusal) = check_private(&event_name, &connection.user_id) {
+            return Ok(error_reply("forbidden", refusal));
+        }
+        let held = store.connection_subscriptions(&connection_id).await?;
+        let new = !held.contains(&event_name);
+        if new && held.len() >= MAX_SUBSCRIPTIONS {
+            return Ok(too_many());
+        }
         store.subscribe(&Subscription::of(&connection, &event_name)).await?;
+        // Two frames of one connection may race past the check above: count again, and the
+        // newcomer that went over the cap takes itself back, so at rest a connection never holds
+        // more than the cap (a race may refuse both, never admit both).
+        if new && store.connection_subscriptions(&connection_id).await?.len() > MAX_SUBSCRIPTIONS {
+            store.unsubscribe(&connection_id, &event_name).await?;
+            return Ok(too_many());
+        }
         tracing::info!(event_name, "subscribed");
         return Ok(apigw::reply(ServerFrame::Subscribed { event_name }.to_json()));
     }
@@ -123,6 +159,50 @@ mod tests {
         assert_eq!(body(&r)["code"], "bad_request");
         let r = handle(&store, &gw, frame("not json")).await.unwrap();
         assert_eq!(body(&r)["type"], "error");
+    }
+
+    #[tokio::test]
+    async fn private_events_are_only_for_their_user() {
+        let (store, gw) = setup().await;
+        for event in ["user:42:orders", "user:158:orders", "user:15890:orders", "user:1589", "user::x"] {
+            let r = handle(&store, &gw, frame(&json!({"type":"subscribe","event_name":event}).to_string())).await.unwrap();
+            assert_eq!(body(&r)["code"], "forbidden", "{event}");
+        }
+        assert!(store.connection_subscriptions("c1").await.unwrap().is_empty());
+        let r = handle(&store, &gw, frame(r#"{"type":"subscribe","event_name":"user:1589:orders"}"#)).await.unwrap();
+        assert_eq!(body(&r), json!({"type":"subscribed","event_name":"user:1589:orders"}));
+        // Not private: the prefix is exactly `user:`.
+        let r = handle(&store, &gw, frame(r#"{"type":"subscribe","event_name":"users:42:orders"}"#)).await.unwrap();
+        assert_eq!(body(&r)["type"], "subscribed");
+    }
+
+    #[tokio::test]
+    async fn the_101st_subscription_is_refused_and_resubscribing_is_not_counted() {
+        let (store, gw) = setup().await;
+        for i in 0..MAX_SUBSCRIPTIONS {
+            let r = handle(&store, &gw, frame(&json!({"type":"subscribe","event_name":format!("e{i}")}).to_string())).await.unwrap();
+            assert_eq!(body(&r)["type"], "subscribed", "e{i}");
+        }
+        let r = handle(&store, &gw, frame(r#"{"type":"subscribe","event_name":"one-more"}"#)).await.unwrap();
+        assert_eq!(body(&r)["code"], "too_many_subscriptions");
+        let r = handle(&store, &gw, frame(r#"{"type":"subscribe","event_name":"e7"}"#)).await.unwrap();
+        assert_eq!(body(&r)["type"], "subscribed", "an existing subscription again is fine");
+        assert_eq!(store.connection_subscriptions("c1").await.unwrap().len(), MAX_SUBSCRIPTIONS);
+        assert!(store.user_event_subscribers("1589", "one-more").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn racing_subscribes_never_leave_more_than_the_cap() {
+        let (store, gw) = setup().await;
+        for i in 0..MAX_SUBSCRIPTIONS - 1 {
+            handle(&store, &gw, frame(&json!({"type":"subscribe","event_name":format!("e{i}")}).to_string())).await.unwrap();
+        }
+        let frames: Vec<WsEvent> =
+            (0..8).map(|i| frame(&json!({"type":"subscribe","event_name":format!("race{i}")}).to_string())).collect();
+        let replies = futures::future::join_all(frames.into_iter().map(|f| handle(&store, &gw, f))).await;
+        let admitted = replies.iter().filter(|r| body(r.as_ref().unwrap())["type"] == "subscribed").count();
+        assert!(admitted <= 1, "{admitted} admitted");
+        assert!(store.connection_subscriptions("c1").await.unwrap().len() <= MAX_SUBSCRIPTIONS);
     }
 }
 

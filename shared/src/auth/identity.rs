@@ -16,7 +16,7 @@ const MAX_ID_CHARS: usize = 256;
 /// absent, and ids are 1 to 256 characters.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
-    /// The user: `sub`, else `user_id`, else `request_id`.
+    /// The notify user: `sub`, else `user_id`. Never `request_id` or `admin_id` (CONTRACT §1).
     pub user_id: Option<String>,
     /// The chat requester (`request_id` claim, seed 001).
     pub request_id: Option<String>,
@@ -40,22 +40,31 @@ impl Identity {
         let admin_id = id_claim(claims, "admin_id")?;
         let user_id = match id_claim(claims, "sub")? {
             Some(sub) => Some(sub),
-            None => match id_claim(claims, "user_id")? {
-                Some(user) => Some(user),
-                None => request_id.clone(),
-            },
+            None => id_claim(claims, "user_id")?,
         };
         let admin = admin_id.is_some() || claims.get("role").and_then(Value::as_str) == Some("admin");
         let publisher = admin || has_scope(claims.get("scope"), PUBLISH_SCOPE);
         Ok(Self { user_id, request_id, admin_id, admin, publisher })
     }
 
-    /// The caller's user id; for an admin without one, the `admin_id`.
+    /// The caller's notify user id (`sub`, else `user_id`).
     ///
-    /// Fails with [`AuthError::MissingClaim`]`("sub")` when the token names nobody.
+    /// Fails with [`AuthError::MissingClaim`]`("sub")` when the token names no user: an
+    /// operator's `admin_id` or a requester's `request_id` is not a notify user (CONTRACT §1).
     pub fn require_user(&self) -> Result<&str, AuthError> {
-        let admin_id = if self.admin { self.admin_id.as_deref() } else { None };
-        self.user_id.as_deref().or(admin_id).ok_or(AuthError::MissingClaim("sub"))
+        self.user_id.as_deref().ok_or(AuthError::MissingClaim("sub"))
+    }
+
+    /// Who the token names, for the authorizer's `principalId`: the user, else `request:<id>`,
+    /// else `admin:<id>`. Fails with [`AuthError::MissingClaim`]`("sub")` when it names nobody.
+    pub fn principal(&self) -> Result<String, AuthError> {
+        match (&self.user_id, &self.request_id, &self.admin_id) {
+            (Some(user), _, _) => Ok(user.clone()),
+            (None, Some(request), _) => Ok(format!("request:{request}")),
+            (None, None, Some(admin)) => Ok(format!("admin:{admin}")),
+            (None, None, None) if self.admin => Ok("admin".into()),
+            (None, None, None) => Err(AuthError::MissingClaim("sub")),
+        }
     }
 
     /// Succeeds for publishers (and admins); [`AuthError::Forbidden`] (403) otherwise.

@@ -9,6 +9,7 @@
 mod error;
 mod identity;
 mod jwks;
+mod secret;
 #[cfg(test)]
 mod tests;
 
@@ -28,6 +29,9 @@ use serde_json::{Map, Value};
 use crate::config::{self, ConfigError};
 
 const SECRET_VAR: &str = "HERALD_JWT_SECRET";
+const SECRET_ARN_VAR: &str = "HERALD_JWT_SECRET_ARN";
+const ISSUER_VAR: &str = "HERALD_JWT_ISSUER";
+const AUDIENCE_VAR: &str = "HERALD_JWT_AUDIENCE";
 const PUBLIC_KEY_VAR: &str = "HERALD_JWT_PUBLIC_KEY";
 const JWKS_URL_VAR: &str = "HERALD_JWKS_URL";
 const ALGORITHM_VAR: &str = "HERALD_JWT_ALGORITHM";
@@ -48,6 +52,8 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 enum KeySource {
     /// `HERALD_JWT_SECRET`: an HS256 shared secret.
     Secret(String),
+    /// `HERALD_JWT_SECRET_ARN`: an HS256 shared secret in AWS Secrets Manager, read on first use.
+    SecretArn(String),
     /// `HERALD_JWT_PUBLIC_KEY`: a PEM public key (RS256 or ES256), already normalised.
     PublicKeyPem(String),
     /// `HERALD_JWKS_URL`: a JSON Web Key Set.
@@ -63,12 +69,19 @@ pub struct AuthConfig {
     algorithm: Algorithm,
     verify_url: Option<String>,
     leeway: Duration,
+    /// `HERALD_JWT_ISSUER`: when set, `iss` is required and must be this.
+    issuer: Option<String>,
+    /// `HERALD_JWT_AUDIENCE`: when set, `aud` is required and must hold this.
+    audience: Option<String>,
+    /// The SDK configuration for Secrets Manager, instead of the environment's (tests).
+    secrets_sdk: Option<aws_config::SdkConfig>,
 }
 
 impl fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let key: &dyn fmt::Debug = match &self.key {
             KeySource::Secret(_) => &"secret [redacted]",
+            KeySource::SecretArn(arn) => arn,
             KeySource::PublicKeyPem(_) => &"public key PEM",
             KeySource::JwksUrl(url) => url,
         };
@@ -77,6 +90,8 @@ impl fmt::Debug for AuthConfig {
             .field("algorithm", &self.algorithm)
             .field("verify_url", &self.verify_url)
             .field("leeway", &self.leeway)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
             .finish()
     }
 }
@@ -84,14 +99,18 @@ impl fmt::Debug for AuthConfig {
 impl AuthConfig {
     /// Reads the auth settings.
     ///
-    /// - `HERALD_JWT_SECRET` (HS256, the default), `HERALD_JWT_PUBLIC_KEY` (PEM, RS256 or ES256;
-    ///   literal `\n` escapes are accepted) or `HERALD_JWKS_URL`: exactly one must be set. None gives
-    ///   [`ConfigError::Missing`]`("HERALD_JWT_SECRET")`, several give [`ConfigError::Invalid`].
+    /// - `HERALD_JWT_SECRET` (HS256, the default), `HERALD_JWT_SECRET_ARN` (HS256, the secret in
+    ///   AWS Secrets Manager, read on the first token and cached), `HERALD_JWT_PUBLIC_KEY` (PEM,
+    ///   RS256 or ES256; literal `\n` escapes are accepted) or `HERALD_JWKS_URL`: exactly one must
+    ///   be set. None gives [`ConfigError::Missing`]`("HERALD_JWT_SECRET")`, several give
+    ///   [`ConfigError::Invalid`].
     /// - `HERALD_JWT_ALGORITHM` (optional): `HS256`, `RS256` or `ES256`. Defaults to HS256 for a
     ///   secret, ES256 for an EC PEM, RS256 otherwise. HS256 is only accepted with a secret (a public
     ///   key used as an HMAC secret is the classic key-confusion attack).
     /// - `HERALD_AUTH_VERIFY_URL` (optional): the remote check, an `http(s)` URL.
     /// - `HERALD_JWT_LEEWAY_SECS` (optional, default 30, at most 300): clock leeway for `exp`.
+    /// - `HERALD_JWT_ISSUER` / `HERALD_JWT_AUDIENCE` (optional): when set, a token must carry that
+    ///   `iss` / an `aud` holding that value (CONTRACT §1).
     ///
     /// A PEM that is not a public key for the algorithm gives [`ConfigError::Invalid`] naming
     /// `HERALD_JWT_PUBLIC_KEY`.
@@ -100,22 +119,32 @@ impl AuthConfig {
         let explicit = get(ALGORITHM_VAR).map(|v| parse_algorithm(&v)).transpose()?;
 
         let secret = get(SECRET_VAR);
+        let secret_arn = get(SECRET_ARN_VAR);
         let pem = get(PUBLIC_KEY_VAR);
         let jwks = get(JWKS_URL_VAR);
-        let set: Vec<&'static str> = [(SECRET_VAR, secret.is_some()), (PUBLIC_KEY_VAR, pem.is_some()), (JWKS_URL_VAR, jwks.is_some())]
-            .into_iter()
-            .filter_map(|(var, is_set)| is_set.then_some(var))
-            .collect();
+        let set: Vec<&'static str> = [
+            (SECRET_VAR, secret.is_some()),
+            (SECRET_ARN_VAR, secret_arn.is_some()),
+            (PUBLIC_KEY_VAR, pem.is_some()),
+            (JWKS_URL_VAR, jwks.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(var, is_set)| is_set.then_some(var))
+        .collect();
         if set.len() > 1 {
             return Err(ConfigError::Invalid {
                 var: set[1],
-                reason: format!("set only one of {SECRET_VAR}, {PUBLIC_KEY_VAR} and {JWKS_URL_VAR} (found {})", set.join(" and ")),
+                reason: format!(
+                    "set only one of {SECRET_VAR}, {SECRET_ARN_VAR}, {PUBLIC_KEY_VAR} and {JWKS_URL_VAR} (found {})",
+                    set.join(" and ")
+                ),
             });
         }
 
-        let (key, algorithm) = if let Some(secret) = secret {
+        let hs256_source = secret.map(KeySource::Secret).or(secret_arn.map(KeySource::SecretArn));
+        let (key, algorithm) = if let Some(source) = hs256_source {
             match explicit.unwrap_or(Algorithm::HS256) {
-                Algorithm::HS256 => (KeySource::Secret(secret), Algorithm::HS256),
+                Algorithm::HS256 => (source, Algorithm::HS256),
                 other => {
                     return Err(ConfigError::Invalid {
                         var: ALGORITHM_VAR,
@@ -149,7 +178,15 @@ impl AuthConfig {
         if leeway > MAX_LEEWAY_SECS {
             return Err(ConfigError::Invalid { var: LEEWAY_VAR, reason: format!("at most {MAX_LEEWAY_SECS} seconds") });
         }
-        Ok(Self { key, algorithm, verify_url, leeway: Duration::from_secs(leeway) })
+        Ok(Self {
+            key,
+            algorithm,
+            verify_url,
+            leeway: Duration::from_secs(leeway),
+            issuer: get(ISSUER_VAR),
+            audience: get(AUDIENCE_VAR),
+            secrets_sdk: None,
+        })
     }
 
     /// HS256 with this secret, default leeway, no remote check (tests and `herald-local`).
@@ -159,7 +196,28 @@ impl AuthConfig {
             algorithm: Algorithm::HS256,
             verify_url: None,
             leeway: Duration::from_secs(DEFAULT_LEEWAY_SECS),
+            issuer: None,
+            audience: None,
+            secrets_sdk: None,
         }
+    }
+
+    /// HS256 with the secret in AWS Secrets Manager (`HERALD_JWT_SECRET_ARN`), read with this SDK
+    /// configuration (tests; the functions use the environment's).
+    pub fn hs256_from_secrets_manager(secret_id: impl Into<String>, sdk: aws_config::SdkConfig) -> Self {
+        Self { key: KeySource::SecretArn(secret_id.into()), secrets_sdk: Some(sdk), ..Self::hs256("") }
+    }
+
+    /// Requires `iss` to be `issuer` (`HERALD_JWT_ISSUER`).
+    pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Requires `aud` to hold `audience` (`HERALD_JWT_AUDIENCE`).
+    pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
     }
 
     /// Adds the remote check: every verified token is also sent to `url` (`GET`, bearer token).
@@ -211,6 +269,7 @@ struct Inner {
 enum Keys {
     Static(DecodingKey),
     Jwks(jwks::JwksCache),
+    SecretsManager(Box<secret::SecretsManagerKey>),
 }
 
 struct RemoteCheck {
@@ -223,6 +282,7 @@ impl fmt::Debug for Verifier {
         let keys = match &self.inner.keys {
             Keys::Static(_) => "static key".to_string(),
             Keys::Jwks(cache) => format!("JWKS {}", cache.url()),
+            Keys::SecretsManager(key) => format!("Secrets Manager {}", key.secret_id()),
         };
         f.debug_struct("Verifier")
             .field("algorithm", &self.inner.algorithm)
@@ -249,6 +309,9 @@ impl Verifier {
 
         let keys = match &config.key {
             KeySource::Secret(secret) => Keys::Static(DecodingKey::from_secret(secret.as_bytes())),
+            KeySource::SecretArn(arn) => {
+                Keys::SecretsManager(Box::new(secret::SecretsManagerKey::new(arn.clone(), config.secrets_sdk.clone())))
+            }
             KeySource::PublicKeyPem(pem) => Keys::Static(
                 decoding_key_from_pem(pem, config.algorithm).map_err(|reason| ConfigError::Invalid { var: PUBLIC_KEY_VAR, reason })?,
             ),
@@ -261,11 +324,21 @@ impl Verifier {
         };
 
         let mut validation = Validation::new(config.algorithm);
-        validation.set_required_spec_claims(&["exp"]);
+        let mut required = vec!["exp"];
         validation.validate_exp = true;
         validation.validate_nbf = true;
-        // No audience is configured: an `aud` claim is neither required nor checked.
+        // Without a configured audience an `aud` claim is neither required nor checked.
         validation.validate_aud = false;
+        if let Some(issuer) = &config.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        if let Some(audience) = &config.audience {
+            validation.set_audience(&[audience]);
+            validation.validate_aud = true;
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
         validation.leeway = config.leeway.as_secs();
 
         Ok(Self { inner: Arc::new(Inner { algorithm: config.algorithm, validation, keys, remote }) })
@@ -298,6 +371,7 @@ impl Verifier {
                 let key = cache.key_for(header.kid.as_deref()).await?;
                 decode(token, &key, &self.inner.validation)?
             }
+            Keys::SecretsManager(secret) => decode(token, secret.key().await?, &self.inner.validation)?,
         };
         let identity = Identity::from_claims(&claims)?;
 
@@ -385,8 +459,13 @@ fn decode(token: &str, key: &DecodingKey, validation: &Validation) -> Result<Map
         ErrorKind::ExpiredSignature => AuthError::Expired,
         ErrorKind::InvalidSignature => AuthError::BadSignature,
         ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => AuthError::WrongAlgorithm,
-        // `exp` is the only required claim.
-        ErrorKind::MissingRequiredClaim(_) => AuthError::MissingClaim("exp"),
+        ErrorKind::MissingRequiredClaim(claim) => AuthError::MissingClaim(match claim.as_str() {
+            "iss" => "iss",
+            "aud" => "aud",
+            _ => "exp",
+        }),
+        ErrorKind::InvalidIssuer => AuthError::InvalidClaim("iss"),
+        ErrorKind::InvalidAudience => AuthError::InvalidClaim("aud"),
         ErrorKind::ImmatureSignature => AuthError::InvalidClaim("nbf"),
         ErrorKind::InvalidClaimFormat(claim) if claim == "nbf" => AuthError::InvalidClaim("nbf"),
         ErrorKind::InvalidClaimFormat(_) => AuthError::InvalidClaim("exp"),

@@ -141,10 +141,12 @@ async fn numeric_user_id_becomes_its_decimal_string() {
 }
 
 #[tokio::test]
-async fn request_id_is_the_user_when_nothing_else_is() {
+async fn a_requester_is_not_a_notify_user() {
     let identity = hs_verifier().verify(&hs_token(json!({ "request_id": 42, "sub": "" }))).await.unwrap();
     assert_eq!(identity.request_id.as_deref(), Some("42"));
-    assert_eq!(identity.require_user(), Ok("42"));
+    assert_eq!(identity.user_id, None);
+    assert_eq!(identity.require_user(), Err(AuthError::MissingClaim("sub")));
+    assert_eq!(identity.principal().as_deref(), Ok("request:42"));
 }
 
 #[tokio::test]
@@ -261,7 +263,9 @@ async fn admin_via_admin_id() {
     assert!(identity.publisher);
     assert_eq!(identity.admin_id.as_deref(), Some("7"));
     assert_eq!(identity.user_id, None);
-    assert_eq!(identity.require_user(), Ok("7"));
+    // An operator's admin_id is not a notify user: `{admin_id: "42"}` never receives user 42's pushes.
+    assert_eq!(identity.require_user(), Err(AuthError::MissingClaim("sub")));
+    assert_eq!(identity.principal().as_deref(), Ok("admin:7"));
     assert_eq!(identity.require_publisher(), Ok(()));
 }
 
@@ -560,4 +564,62 @@ fn error_codes_and_statuses_are_stable() {
 fn verifier_is_send_sync_and_cheap_to_clone() {
     fn assert_send_sync<T: Send + Sync + Clone>() {}
     assert_send_sync::<Verifier>();
+}
+
+fn hs_verifier_with(config: AuthConfig) -> Verifier {
+    Verifier::new(&config).unwrap()
+}
+
+#[tokio::test]
+async fn issuer_and_audience_are_required_and_checked_when_configured() {
+    let config = AuthConfig::hs256(SECRET).with_issuer("https://id.example").with_audience("herald");
+    let verifier = hs_verifier_with(config);
+    let good = hs_token(json!({ "sub": "u", "iss": "https://id.example", "aud": "herald" }));
+    assert_eq!(verifier.verify(&good).await.unwrap().user_id.as_deref(), Some("u"));
+    let in_list = hs_token(json!({ "sub": "u", "iss": "https://id.example", "aud": ["other", "herald"] }));
+    assert!(verifier.verify(&in_list).await.is_ok());
+    let cases = [
+        (json!({ "sub": "u", "aud": "herald" }), AuthError::MissingClaim("iss")),
+        (json!({ "sub": "u", "iss": "https://id.example" }), AuthError::MissingClaim("aud")),
+        (json!({ "sub": "u", "iss": "https://evil.example", "aud": "herald" }), AuthError::InvalidClaim("iss")),
+        (json!({ "sub": "u", "iss": "https://id.example", "aud": "another-app" }), AuthError::InvalidClaim("aud")),
+        // A shared identity provider's admin token for another application is not ours.
+        (json!({ "role": "admin", "iss": "https://id.example", "aud": "billing" }), AuthError::InvalidClaim("aud")),
+    ];
+    for (claims, expected) in cases {
+        let err = verifier.verify(&hs_token(claims.clone())).await.unwrap_err();
+        assert_eq!(err, expected, "{claims}");
+        assert_eq!(err.status(), 401);
+    }
+}
+
+#[tokio::test]
+async fn issuer_and_audience_come_from_the_environment() {
+    let env = |k: &str| match k {
+        "HERALD_JWT_SECRET" => Some(SECRET.to_string()),
+        "HERALD_JWT_ISSUER" => Some("iss-1".to_string()),
+        "HERALD_JWT_AUDIENCE" => Some("aud-1".to_string()),
+        _ => None,
+    };
+    let verifier = hs_verifier_with(AuthConfig::from_lookup(&env).unwrap());
+    assert!(verifier.verify(&hs_token(json!({ "sub": "u", "iss": "iss-1", "aud": "aud-1" }))).await.is_ok());
+    assert!(verifier.verify(&hs_token(json!({ "sub": "u" }))).await.is_err());
+    // Unset: neither is required (herald-local's default).
+    assert!(hs_verifier().verify(&hs_token(json!({ "sub": "u", "iss": "anyone", "aud": "anything" }))).await.is_ok());
+}
+
+#[test]
+fn the_secret_arn_is_one_more_key_source() {
+    let env = |k: &str| match k {
+        "HERALD_JWT_SECRET" => Some(SECRET.to_string()),
+        "HERALD_JWT_SECRET_ARN" => Some("arn:aws:secretsmanager:us-east-1:1:secret:x".to_string()),
+        _ => None,
+    };
+    let err = AuthConfig::from_lookup(&env).unwrap_err();
+    assert!(err.to_string().contains("HERALD_JWT_SECRET_ARN"), "{err}");
+    let only_arn = |k: &str| (k == "HERALD_JWT_SECRET_ARN").then(|| "herald/dev/jwt-secret".to_string());
+    let config = AuthConfig::from_lookup(&only_arn).unwrap();
+    assert_eq!(config.algorithm(), "HS256");
+    assert_eq!(config.hs256_secret(), None, "the secret is not in the environment");
+    assert!(format!("{config:?}").contains("herald/dev/jwt-secret"));
 }
