@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::join_all;
 use herald::domain::{AckMode, AckOutcome, Api, ChatMessage, Claim, Connection, ContentType, Delivery, Encoding, NewMessage, Subscription};
-use herald::store::{Page, Store, StoreError, StoreResult};
+use herald::store::{EVENT_SHARDS, Page, Store, StoreError, StoreResult, event_shard};
 use serde_json::json;
 
 const T0: &str = "2024-05-01T10:00:00Z";
@@ -217,21 +217,151 @@ async fn case_user_event_subscribers<S: Store>(s: &S) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// An event's subscribers over its shards
+
+const FAN_COUNT: usize = 200;
+const FAN_EVENT: &str = "popular";
+
+fn fan_id(i: usize) -> String {
+    format!("fan-{i:03}")
+}
+
+/// `FAN_COUNT` subscribers of `FAN_EVENT`, and a few of other events beside them.
+async fn seed_fan_event<S: Store>(s: &S) -> Vec<String> {
+    let ids: Vec<String> = (0..FAN_COUNT).map(fan_id).collect();
+    futures::stream::iter(ids.iter())
+        .map(|id| async move { s.subscribe(&subscription(id, &format!("user-{id}"), FAN_EVENT)).await })
+        .buffer_unordered(16)
+        .for_each(|r| async move { r.unwrap() })
+        .await;
+    for (c, e) in [("fan-000", "other"), ("elsewhere", "popularity"), ("elsewhere", "7:popular#1")] {
+        s.subscribe(&subscription(c, "someone", e)).await.unwrap();
+    }
+    ids
+}
+
+/// Every page of one shard of an event, checking each page's size; returns the subscribers
+/// and the number of pages.
+async fn shard_subscribers<S: Store>(s: &S, event: &str, shard: u32, limit: usize) -> (Vec<Subscription>, usize) {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let Page { items, next } = s.event_subscribers_in_shard(event, shard, cursor.as_deref(), limit).await.unwrap();
+        pages += 1;
+        assert!(items.len() <= limit, "shard {shard}: page of {} over limit {limit}", items.len());
+        assert!(pages <= 10_000, "paging does not end");
+        out.extend(items);
+        match next {
+            Some(n) => cursor = Some(n),
+            None => return (out, pages),
+        }
+    }
+}
+
+async fn case_event_shards_hold_their_own<S: Store>(s: &S) {
+    let ids = seed_fan_event(s).await;
+    let mut union: Vec<String> = Vec::new();
+    let mut used = 0;
+    for shard in 0..EVENT_SHARDS {
+        let (subs, _) = shard_subscribers(s, FAN_EVENT, shard, 1000).await;
+        let got: Vec<String> = subs.iter().map(|x| x.connection_id.clone()).collect();
+        let own: Vec<String> = ids.iter().filter(|id| event_shard(id) == shard).cloned().collect();
+        assert_eq!(got, own, "shard {shard} gives exactly its own connections, in connection id order");
+        assert!(subs.iter().all(|x| x.event_name == FAN_EVENT), "shard {shard}: only the event's subscriptions");
+        used += usize::from(!got.is_empty());
+        union.extend(got);
+    }
+    assert!(used >= 10, "{FAN_COUNT} connections land on {used} of {EVENT_SHARDS} shards");
+    union.sort();
+    assert_eq!(union, ids, "the shards together are every subscriber exactly once");
+    let fan_0 = subs_of_shard(s, event_shard("fan-000")).await;
+    assert_eq!(fan_0.iter().find(|x| x.connection_id == "fan-000"), Some(&subscription("fan-000", "user-fan-000", FAN_EVENT)));
+
+    // Unsubscribing takes a connection out of its shard only.
+    let gone = fan_id(17);
+    assert!(s.unsubscribe(&gone, FAN_EVENT).await.unwrap());
+    let after = subs_of_shard(s, event_shard(&gone)).await;
+    assert!(after.iter().all(|x| x.connection_id != gone), "unsubscribed: gone from its shard");
+    let own_left = ids.iter().filter(|id| event_shard(id) == event_shard(&gone) && **id != gone).count();
+    assert_eq!(after.len(), own_left);
+}
+
+async fn subs_of_shard<S: Store>(s: &S, shard: u32) -> Vec<Subscription> {
+    shard_subscribers(s, FAN_EVENT, shard, 1000).await.0
+}
+
+async fn case_event_shard_paging<S: Store>(s: &S) {
+    let ids = seed_fan_event(s).await;
+    let (shard, own) = (0..EVENT_SHARDS)
+        .map(|shard| (shard, ids.iter().filter(|id| event_shard(id) == shard).cloned().collect::<Vec<_>>()))
+        .max_by_key(|(_, own)| own.len())
+        .unwrap();
+    assert!(own.len() >= 7, "the fullest shard has {}", own.len());
+    let (subs, pages) = shard_subscribers(s, FAN_EVENT, shard, 3).await;
+    assert_eq!(subs.iter().map(|x| x.connection_id.clone()).collect::<Vec<_>>(), own, "pages of 3 concatenate to the shard");
+    let full = own.len().div_ceil(3);
+    assert!((full..=full + 1).contains(&pages), "{} at 3 a page: {full} pages (and perhaps a final empty one), got {pages}", own.len());
+
+    let first = s.event_subscribers_in_shard(FAN_EVENT, shard, None, 1).await.unwrap();
+    assert_eq!(first.items.len(), 1);
+    let cursor = first.next.expect("more to come in the shard");
+    let other = (shard + 1) % EVENT_SHARDS;
+    let r = s.event_subscribers_in_shard(FAN_EVENT, other, Some(&cursor), 10).await;
+    assert!(matches!(r, Err(StoreError::Invalid(_))), "a cursor of another shard: {r:?}");
+}
+
+async fn case_event_subscribers_over_shards<S: Store>(s: &S) {
+    let ids = seed_fan_event(s).await;
+    for limit in [1, 7, 64, 1000] {
+        let (subs, pages) = all_subscribers(s, FAN_EVENT, limit).await;
+        let got = sub_ids(&subs);
+        assert_eq!(got, ids, "limit {limit}: every subscriber exactly once");
+        assert!(subs.iter().all(|x| x.event_name == FAN_EVENT));
+        let full = FAN_COUNT.div_ceil(limit);
+        assert!((full..=full + 1).contains(&pages), "limit {limit}: pages fill across shards: {full} (+1), got {pages}");
+    }
+    let r = s.event_subscribers(FAN_EVENT, Some("not a cursor"), 10).await;
+    assert!(matches!(r, Err(StoreError::Invalid(_))), "{r:?}");
+    let first = s.event_subscribers(FAN_EVENT, None, 5).await.unwrap();
+    let r = s.event_subscribers("other", first.next.as_deref(), 10).await;
+    assert!(matches!(r, Err(StoreError::Invalid(_))), "a cursor of another event: {r:?}");
+}
+
+async fn case_event_shard_out_of_range<S: Store>(s: &S) {
+    s.subscribe(&subscription("c1", "u1", "ev")).await.unwrap();
+    for shard in [EVENT_SHARDS, EVENT_SHARDS + 1, u32::MAX] {
+        let r = s.event_subscribers_in_shard("ev", shard, None, 10).await;
+        assert!(matches!(r, Err(StoreError::Invalid(_))), "shard {shard}: {r:?}");
+    }
+    let r = s.event_subscribers_in_shard("ev", event_shard("c1"), None, 0).await;
+    assert!(matches!(r, Err(StoreError::Invalid(_))), "limit 0: {r:?}");
+    let page = s.event_subscribers_in_shard("ev", event_shard("c1"), None, 10).await.unwrap();
+    assert_eq!(sub_ids(&page.items), strings(&["c1"]));
+    let empty = s.event_subscribers_in_shard("ev", (event_shard("c1") + 1) % EVENT_SHARDS, None, 10).await.unwrap();
+    assert_eq!(empty, Page { items: vec![], next: None });
+}
+
+// ---------------------------------------------------------------------------------------------
 // More than DynamoDB's 1 MB a query page
 
 const BIG_COUNT: usize = 1_600;
 const BIG_USER: &str = "big-user";
 const BIG_EVENT: &str = "big-event";
 
-/// ~700-byte connection ids: 1,600 items make over 1 MB in each lookup.
-fn big_id(i: usize) -> String {
-    format!("{i:05}-{}", "x".repeat(690))
+/// The shard of every big id: the event's 1 MB pages happen within one shard.
+const BIG_SHARD: u32 = 5;
+
+/// ~700-byte connection ids, all of `BIG_SHARD`, in order: 1,600 items make over 1 MB in each
+/// lookup, the event's shard included.
+fn big_ids() -> Vec<String> {
+    (0..).map(|j: usize| format!("{j:05}-{}", "x".repeat(690))).filter(|id| event_shard(id) == BIG_SHARD).take(BIG_COUNT).collect()
 }
 
 async fn seed_big_event<S: Store>(s: &S, with_connections: bool) {
-    futures::stream::iter(0..BIG_COUNT)
-        .map(|i| async move {
-            let c = connection(&big_id(i), BIG_USER);
+    futures::stream::iter(big_ids())
+        .map(|id| async move {
+            let c = connection(&id, BIG_USER);
             if with_connections {
                 s.put_connection(&c).await?;
             }
@@ -253,10 +383,10 @@ async fn case_query_pages_past_1mb<S: Store>(s: &S) {
 
     let conns = s.user_connections(BIG_USER).await.unwrap();
     assert_eq!(conns.len(), BIG_COUNT, "user_connections follows every page");
-    assert_eq!(ids(&conns), (0..BIG_COUNT).map(big_id).collect::<Vec<_>>());
+    assert_eq!(ids(&conns), big_ids());
     let subs = s.user_event_subscribers(BIG_USER, BIG_EVENT).await.unwrap();
     assert_eq!(subs.len(), BIG_COUNT, "user_event_subscribers follows every page");
-    assert_eq!(sub_ids(&subs), (0..BIG_COUNT).map(big_id).collect::<Vec<_>>());
+    assert_eq!(sub_ids(&subs), big_ids());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -590,6 +720,10 @@ contract!(
     case_delete_connection_subscriptions,
     case_event_subscribers_paging,
     case_user_event_subscribers,
+    case_event_shards_hold_their_own,
+    case_event_shard_paging,
+    case_event_subscribers_over_shards,
+    case_event_shard_out_of_range,
     case_query_pages_past_1mb,
     case_claim_push,
     case_claim_push_expired_lease,
@@ -633,6 +767,25 @@ mod dynamodb_only {
     }
 
     #[tokio::test]
+    async fn a_subscription_carries_its_event_shard_key() {
+        let store = local_store().await;
+        store.subscribe(&subscription("L0SM9cOFvHcCIhw=", "u", "news")).await.unwrap();
+        let raw = store
+            .client()
+            .get_item()
+            .table_name(store.tables().get(TableId::Subscriptions))
+            .key(attr::CONNECTION_ID, AttributeValue::S("L0SM9cOFvHcCIhw=".into()))
+            .key(attr::EVENT_NAME, AttributeValue::S("news".into()))
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap();
+        assert_eq!(herald::store::event_shard_key("news", event_shard("L0SM9cOFvHcCIhw=")), "4:news#10");
+        assert_eq!(raw.get(attr::EVENT_SHARD), Some(&AttributeValue::S("4:news#10".into())), "the by_event index's key");
+    }
+
+    #[tokio::test]
     async fn status_is_stored_under_its_reserved_name() {
         let store = local_store().await;
         store.create_conversation(&json!(1), "u", T0).await.unwrap();
@@ -669,7 +822,20 @@ mod dynamodb_only {
         let r = store.event_subscribers("other-event", Some(&cursor), 10).await;
         assert!(matches!(r, Err(StoreError::Invalid(_))), "a cursor of another event: {r:?}");
         let rest = store.event_subscribers("ev", Some(&cursor), 10).await.unwrap();
-        assert_eq!(sub_ids(&rest.items), strings(&["c1", "c2"]));
+        let mut all = [first.items, rest.items].concat();
+        all.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+        assert_eq!(sub_ids(&all), strings(&["c0", "c1", "c2"]), "the rest after the cursor");
+
+        // A shard's own cursor names its event and its shard.
+        let shard = event_shard("c0");
+        let first = store.event_subscribers_in_shard("ev", shard, None, 1).await.unwrap();
+        let cursor = first.next.expect("DynamoDB answers a full page with a LastEvaluatedKey");
+        let r = store.event_subscribers_in_shard("other-event", shard, Some(&cursor), 10).await;
+        assert!(matches!(r, Err(StoreError::Invalid(_))), "a shard cursor of another event: {r:?}");
+        for bad in ["garbage!", "", "eyJhIjoxfQ"] {
+            let r = store.event_subscribers_in_shard("ev", shard, Some(bad), 10).await;
+            assert!(matches!(r, Err(StoreError::Invalid(_))), "{bad:?}: {r:?}");
+        }
     }
 
     #[tokio::test]
@@ -696,8 +862,16 @@ mod dynamodb_only {
     async fn a_query_page_stops_at_1mb() {
         let store = local_store().await;
         seed_big_event(&store, false).await;
+        let first = store.event_subscribers_in_shard(BIG_EVENT, BIG_SHARD, None, 5000).await.unwrap();
+        assert!(first.items.len() < BIG_COUNT, "DynamoDB cut the shard's page at 1 MB ({} items)", first.items.len());
+        assert!(first.next.is_some());
+        let (all, pages) = shard_subscribers(&store, BIG_EVENT, BIG_SHARD, 5000).await;
+        assert_eq!(all.len(), BIG_COUNT);
+        assert!(pages >= 2);
+
+        // Across the shards, a page stops where the shard's did.
         let first = store.event_subscribers(BIG_EVENT, None, 5000).await.unwrap();
-        assert!(first.items.len() < BIG_COUNT, "DynamoDB cut the page at 1 MB ({} items)", first.items.len());
+        assert!(first.items.len() < BIG_COUNT, "the page stops at the shard's 1 MB ({} items)", first.items.len());
         assert!(first.next.is_some());
         let (all, pages) = all_subscribers(&store, BIG_EVENT, 5000).await;
         assert_eq!(all.len(), BIG_COUNT);

@@ -38,9 +38,9 @@ enable_ttl "${PREFIX}connections" expires_at
 
 # subscriptions (SubscriptionsTable)
 create_table "${PREFIX}subscriptions" \
-  --attribute-definitions AttributeName=connection_id,AttributeType=S AttributeName=event_name,AttributeType=S AttributeName=user_event,AttributeType=S \
+  --attribute-definitions AttributeName=connection_id,AttributeType=S AttributeName=event_name,AttributeType=S AttributeName=event_shard,AttributeType=S AttributeName=user_event,AttributeType=S \
   --key-schema AttributeName=connection_id,KeyType=HASH AttributeName=event_name,KeyType=RANGE \
-  --global-secondary-indexes '[{"IndexName":"by_event","KeySchema":[{"AttributeName":"event_name","KeyType":"HASH"},{"AttributeName":"connection_id","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}},{"IndexName":"by_user_event","KeySchema":[{"AttributeName":"user_event","KeyType":"HASH"},{"AttributeName":"connection_id","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}}]'
+  --global-secondary-indexes '[{"IndexName":"by_event","KeySchema":[{"AttributeName":"event_shard","KeyType":"HASH"},{"AttributeName":"connection_id","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}},{"IndexName":"by_user_event","KeySchema":[{"AttributeName":"user_event","KeyType":"HASH"},{"AttributeName":"connection_id","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}}]'
 enable_ttl "${PREFIX}subscriptions" expires_at
 
 # deliveries (DeliveriesTable)

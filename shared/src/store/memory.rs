@@ -17,7 +17,7 @@ struct Inner {
     user_connections: HashMap<String, BTreeSet<String>>,
     /// connection -> event -> subscription
     subscriptions: HashMap<String, BTreeMap<String, Subscription>>,
-    /// event -> connection ids
+    /// event_shard_key (event and shard of the connection) -> connection ids
     event_subscribers: HashMap<String, BTreeSet<String>>,
     /// user_event_key -> connection ids
     user_event_subscribers: HashMap<String, BTreeSet<String>>,
@@ -110,7 +110,7 @@ impl Inner {
         if subs.is_empty() {
             self.subscriptions.remove(connection_id);
         }
-        remove_from(&mut self.event_subscribers, event_name, connection_id);
+        remove_from(&mut self.event_subscribers, &event_shard_key(event_name, event_shard(connection_id)), connection_id);
         remove_from(&mut self.user_event_subscribers, &user_event_key(&old.user_id, event_name), connection_id);
         true
     }
@@ -122,7 +122,10 @@ impl SubscriptionStore for MemoryStore {
         let mut g = self.lock();
         g.remove_subscription(&s.connection_id, &s.event_name);
         g.subscriptions.entry(s.connection_id.clone()).or_default().insert(s.event_name.clone(), s.clone());
-        g.event_subscribers.entry(s.event_name.clone()).or_default().insert(s.connection_id.clone());
+        g.event_subscribers
+            .entry(event_shard_key(&s.event_name, event_shard(&s.connection_id)))
+            .or_default()
+            .insert(s.connection_id.clone());
         g.user_event_subscribers.entry(user_event_key(&s.user_id, &s.event_name)).or_default().insert(s.connection_id.clone());
         Ok(())
     }
@@ -144,23 +147,34 @@ impl SubscriptionStore for MemoryStore {
         Ok(events.len())
     }
 
-    async fn event_subscribers(&self, event_name: &str, cursor: Option<&str>, limit: usize) -> StoreResult<Page<Subscription>> {
-        if limit == 0 {
-            return Err(StoreError::Invalid("page limit must be at least 1".into()));
+    async fn event_subscribers_in_shard(
+        &self,
+        event_name: &str,
+        shard: u32,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Page<Subscription>> {
+        shards::check_shard_page(shard, limit)?;
+        // The cursor is the last connection id of the page before: one of this shard's.
+        if cursor.is_some_and(|c| event_shard(c) != shard) {
+            return Err(StoreError::Invalid("page cursor of another shard".into()));
         }
         let g = self.lock();
-        let Some(ids) = g.event_subscribers.get(event_name) else { return Ok(Page { items: vec![], next: None }) };
+        let Some(ids) = g.event_subscribers.get(&event_shard_key(event_name, shard)) else { return Ok(Page { items: vec![], next: None }) };
         let mut iter: Box<dyn Iterator<Item = &String>> = match cursor {
             Some(after) => Box::new(ids.range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))),
             None => Box::new(ids.iter()),
         };
         let mut items = Vec::with_capacity(limit.min(ids.len()));
+        // The cursor is the last id looked at, whether or not it was returned.
+        let mut last = None;
         for id in iter.by_ref().take(limit) {
+            last = Some(id);
             if let Some(s) = g.subscriptions.get(id).and_then(|m| m.get(event_name)) {
                 items.push(s.clone());
             }
         }
-        let next = if iter.next().is_some() { items.last().map(|s| s.connection_id.clone()) } else { None };
+        let next = if iter.next().is_some() { last.cloned() } else { None };
         Ok(Page { items, next })
     }
 

@@ -8,6 +8,7 @@
 pub mod dynamodb;
 mod error;
 pub mod memory;
+mod shards;
 pub mod tables;
 
 use std::time::Duration;
@@ -48,8 +49,22 @@ pub trait SubscriptionStore: Send + Sync {
     async fn connection_subscriptions(&self, connection_id: &str) -> StoreResult<Vec<String>>;
     /// Deletes every subscription of a connection; returns how many there were.
     async fn delete_connection_subscriptions(&self, connection_id: &str) -> StoreResult<usize>;
-    /// The subscribers of an event, a page at a time (fan-outs of 100,000 and more).
-    async fn event_subscribers(&self, event_name: &str, cursor: Option<&str>, limit: usize) -> StoreResult<Page<Subscription>>;
+    /// One shard's subscribers of an event (`shard` in `0..EVENT_SHARDS`), a page at a time in
+    /// connection id order: a fan-out reads the [`EVENT_SHARDS`] shards in parallel. A shard out
+    /// of range, a limit of 0 or a cursor of another event or shard is [`StoreError::Invalid`].
+    async fn event_subscribers_in_shard(
+        &self,
+        event_name: &str,
+        shard: u32,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Page<Subscription>>;
+    /// The subscribers of an event, a page at a time (fan-outs of 100,000 and more): the shards
+    /// one after another, through [`event_subscribers_in_shard`](Self::event_subscribers_in_shard).
+    /// `next` names a shard and a place in it.
+    async fn event_subscribers(&self, event_name: &str, cursor: Option<&str>, limit: usize) -> StoreResult<Page<Subscription>> {
+        shards::across_shards(self, event_name, cursor, limit).await
+    }
     /// A user's connections subscribed to an event.
     async fn user_event_subscribers(&self, user_id: &str, event_name: &str) -> StoreResult<Vec<Subscription>>;
 }
@@ -113,6 +128,27 @@ pub trait MemberStore: Send + Sync {
 pub trait Store: ConnectionStore + SubscriptionStore + DeliveryStore + ConversationStore + MessageStore + MemberStore {}
 
 impl<T> Store for T where T: ConnectionStore + SubscriptionStore + DeliveryStore + ConversationStore + MessageStore + MemberStore {}
+
+/// How many shards the subscribers of one event are spread over (by [`event_shard`]), so that no
+/// partition key of the `by_event` index grows with the audience. Stored keys depend on it.
+pub const EVENT_SHARDS: u32 = 16;
+
+/// The shard (in `0..EVENT_SHARDS`) of a connection's subscriptions: FNV-1a (64-bit) of the
+/// connection id, its two halves xored, modulo [`EVENT_SHARDS`]. Stable across processes and
+/// versions (never Rust's randomized hasher): stored keys depend on it.
+pub fn event_shard(connection_id: &str) -> u32 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let h = connection_id.bytes().fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
+    // FNV's low bits depend only on the inputs' low bits: fold the well-mixed high half in.
+    ((h ^ (h >> 32)) % u64::from(EVENT_SHARDS)) as u32
+}
+
+/// The `by_event` index's partition key: an event and one of its shards, length-prefixed
+/// (`5:alpha#3`), unambiguous for any strings.
+pub fn event_shard_key(event_name: &str, shard: u32) -> String {
+    format!("{}:{event_name}#{shard}", event_name.len())
+}
 
 /// Length-prefixed composite key of a user and an event, unambiguous for any strings.
 pub fn user_event_key(user_id: &str, event_name: &str) -> String {

@@ -89,6 +89,8 @@ pub mod attr {
     pub const USER_ID: &str = "user_id";
     pub const EVENT_NAME: &str = "event_name";
     pub const USER_EVENT: &str = "user_event";
+    /// A subscription's event and shard ([`event_shard_key`](crate::store::event_shard_key)).
+    pub const EVENT_SHARD: &str = "event_shard";
     pub const PUSH_ID: &str = "push_id";
     pub const SESSION_CHANNEL: &str = "session_channel";
     pub const ID: &str = "id";
@@ -98,6 +100,8 @@ pub mod attr {
 }
 
 pub const BY_USER: &str = "by_user";
+/// An event's subscribers, one partition key per event and shard
+/// ([`EVENT_SHARDS`](crate::store::EVENT_SHARDS)), so that none grows with the audience.
 pub const BY_EVENT: &str = "by_event";
 pub const BY_USER_EVENT: &str = "by_user_event";
 pub const BY_CHANNEL: &str = "by_channel";
@@ -121,7 +125,7 @@ pub const TABLES: &[TableDef] = &[
         hash: s(attr::CONNECTION_ID),
         range: Some(s(attr::EVENT_NAME)),
         indexes: &[
-            IndexDef { name: BY_EVENT, hash: s(attr::EVENT_NAME), range: Some(s(attr::CONNECTION_ID)), projection: Projection::All },
+            IndexDef { name: BY_EVENT, hash: s(attr::EVENT_SHARD), range: Some(s(attr::CONNECTION_ID)), projection: Projection::All },
             IndexDef { name: BY_USER_EVENT, hash: s(attr::USER_EVENT), range: Some(s(attr::CONNECTION_ID)), projection: Projection::All },
         ],
         ttl: Some(attr::EXPIRES_AT),

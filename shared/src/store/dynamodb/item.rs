@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 use crate::domain::{ChatMessage, Connection, Conversation, Delivery, Subscription};
 use crate::store::tables::attr;
-use crate::store::{StoreError, StoreResult, user_event_key};
+use crate::store::{StoreError, StoreResult, event_shard, event_shard_key, user_event_key};
 
 /// A DynamoDB item (or key).
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -236,6 +236,7 @@ impl ToItem for Subscription {
             (attr::EVENT_NAME, s(self.event_name.as_str())),
             (attr::USER_ID, s(self.user_id.as_str())),
             (attr::USER_EVENT, s(user_event_key(&self.user_id, &self.event_name))),
+            (attr::EVENT_SHARD, s(event_shard_key(&self.event_name, event_shard(&self.connection_id)))),
             (name::ENCODING, enum_s(&self.encoding)),
             (name::ACK_MODE, enum_s(&self.ack_mode)),
             (attr::EXPIRES_AT, n(self.expires_at)),

@@ -1,5 +1,6 @@
-//! Subscriptions: one item per (connection, event), found by event (`by_event`) and by user and
-//! event (`by_user_event`, on the `user_event` attribute).
+//! Subscriptions: one item per (connection, event), found by event and shard (`by_event`, on the
+//! `event_shard` attribute: [`EVENT_SHARDS`](crate::store::EVENT_SHARDS) partition keys per event)
+//! and by user and event (`by_user_event`, on the `user_event` attribute).
 
 use std::collections::BTreeMap;
 
@@ -13,8 +14,9 @@ use super::error::OrStore;
 use super::item::{Item, ToItem, from_items, get_s, key, s};
 use super::query::{limit_i32, query_all};
 use crate::domain::Subscription;
+use crate::store::shards::check_shard_page;
 use crate::store::tables::{BY_EVENT, BY_USER_EVENT, TableId, attr};
-use crate::store::{Page, StoreError, StoreResult, SubscriptionStore, user_event_key};
+use crate::store::{Page, StoreError, StoreResult, SubscriptionStore, event_shard_key, user_event_key};
 
 /// The opaque cursor of a page: its `LastEvaluatedKey` (string attributes) as base64 JSON.
 fn encode_cursor(last_key: &Item) -> StoreResult<String> {
@@ -29,17 +31,21 @@ fn encode_cursor(last_key: &Item) -> StoreResult<String> {
     Ok(URL_SAFE_NO_PAD.encode(json))
 }
 
-/// A cursor of [`encode_cursor`] for a page of `event_name`'s subscribers.
-fn decode_cursor(cursor: &str, event_name: &str) -> StoreResult<Item> {
+/// A cursor of [`encode_cursor`] for a page of `event_name`'s subscribers in one shard
+/// (`shard_key`: [`event_shard_key`]).
+fn decode_cursor(cursor: &str, event_name: &str, shard_key: &str) -> StoreResult<Item> {
     let invalid = || StoreError::Invalid("malformed page cursor".into());
     let json = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
     let plain: BTreeMap<String, String> = serde_json::from_slice(&json).map_err(|_| invalid())?;
-    let expected = [attr::CONNECTION_ID, attr::EVENT_NAME];
+    let expected = [attr::CONNECTION_ID, attr::EVENT_NAME, attr::EVENT_SHARD];
     if plain.len() != expected.len() || !expected.iter().all(|k| plain.contains_key(*k)) {
         return Err(invalid());
     }
     if plain.get(attr::EVENT_NAME).map(String::as_str) != Some(event_name) {
         return Err(StoreError::Invalid("page cursor of another event".into()));
+    }
+    if plain.get(attr::EVENT_SHARD).map(String::as_str) != Some(shard_key) {
+        return Err(StoreError::Invalid("page cursor of another shard".into()));
     }
     Ok(plain.into_iter().map(|(k, v)| (k, s(v))).collect())
 }
@@ -89,14 +95,19 @@ impl SubscriptionStore for DynamoStore {
         Ok(events.len())
     }
 
-    async fn event_subscribers(&self, event_name: &str, cursor: Option<&str>, limit: usize) -> StoreResult<Page<Subscription>> {
-        if limit == 0 {
-            return Err(StoreError::Invalid("page limit must be at least 1".into()));
-        }
-        let start = cursor.map(|c| decode_cursor(c, event_name)).transpose()?;
+    async fn event_subscribers_in_shard(
+        &self,
+        event_name: &str,
+        shard: u32,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Page<Subscription>> {
+        check_shard_page(shard, limit)?;
+        let shard_key = event_shard_key(event_name, shard);
+        let start = cursor.map(|c| decode_cursor(c, event_name, &shard_key)).transpose()?;
         let table = self.table(TableId::Subscriptions);
         let resp = self
-            .query_eq(TableId::Subscriptions, Some(BY_EVENT), attr::EVENT_NAME, event_name)
+            .query_eq(TableId::Subscriptions, Some(BY_EVENT), attr::EVENT_SHARD, &shard_key)
             .limit(limit_i32(limit))
             .set_exclusive_start_key(start)
             .send()
@@ -120,12 +131,15 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_refuse_garbage() {
-        let k = DynamoStore::subscription_key("c1", "ev");
+        let shard_key = event_shard_key("ev", 3);
+        let mut k = DynamoStore::subscription_key("c1", "ev");
+        k.insert(attr::EVENT_SHARD.into(), s(shard_key.as_str()));
         let c = encode_cursor(&k).unwrap();
-        assert_eq!(decode_cursor(&c, "ev").unwrap(), k);
-        assert!(matches!(decode_cursor(&c, "other"), Err(StoreError::Invalid(_))));
-        for bad in ["", "!!!", "bm90IGpzb24", &URL_SAFE_NO_PAD.encode(r#"{"connection_id":"c"}"#)] {
-            assert!(matches!(decode_cursor(bad, "ev"), Err(StoreError::Invalid(_))), "{bad}");
+        assert_eq!(decode_cursor(&c, "ev", &shard_key).unwrap(), k);
+        assert!(matches!(decode_cursor(&c, "other", &event_shard_key("other", 3)), Err(StoreError::Invalid(_))));
+        assert!(matches!(decode_cursor(&c, "ev", &event_shard_key("ev", 4)), Err(StoreError::Invalid(_))), "another shard");
+        for bad in ["", "!!!", "bm90IGpzb24", &URL_SAFE_NO_PAD.encode(r#"{"connection_id":"c","event_name":"ev"}"#)] {
+            assert!(matches!(decode_cursor(bad, "ev", &shard_key), Err(StoreError::Invalid(_))), "{bad}");
         }
     }
 }
