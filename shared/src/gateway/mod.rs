@@ -3,7 +3,7 @@
 mod sdk;
 
 use async_trait::async_trait;
-pub use sdk::SdkGateway;
+pub use sdk::{DEFAULT_POST_TIMEOUT, SdkGateway};
 
 /// A frame to send: API Gateway sends text when the data is valid UTF-8 and binary otherwise;
 /// herald-local follows the flag.
@@ -46,8 +46,20 @@ pub enum GatewayError {
     /// 413 or 400: the payload can never be sent as it is.
     #[error("payload refused: {0}")]
     PayloadRefused(String),
+    /// No answer within the caller's timeout: the frame may or may not have gone out.
+    #[error("the management API did not answer in time")]
+    Timeout,
+    /// Anything else (a 500 or 503, a network failure): may succeed when retried.
     #[error("management API failed: {0}")]
     Other(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl GatewayError {
+    /// Whether the same call may succeed later: throttling, a timeout, a server error. A gone
+    /// connection and a refused payload never will.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Throttled | Self::Timeout | Self::Other(_))
+    }
 }
 
 #[async_trait]
@@ -57,12 +69,57 @@ pub trait Gateway: Send + Sync {
     async fn close(&self, connection_id: &str) -> Result<(), GatewayError>;
 }
 
-/// A gateway that records what was sent, for unit tests of handlers.
+/// A failure a [`RecordingGateway`] answers a post with (see [`RecordingGateway::fail`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Injected {
+    /// 429: [`GatewayError::Throttled`], nothing sent.
+    Throttled,
+    /// 500: [`GatewayError::Other`], nothing sent.
+    ServerError,
+    /// No answer in time: [`GatewayError::Timeout`], nothing sent.
+    Timeout,
+    /// The ambiguous timeout: the frame went out (it is recorded as sent) but the caller sees
+    /// [`GatewayError::Timeout`].
+    TimeoutAfterSend,
+    /// 410: [`GatewayError::Gone`], nothing sent (later posts go on as the rules say).
+    Gone,
+    /// 413: [`GatewayError::PayloadRefused`], nothing sent.
+    PayloadRefused,
+}
+
+impl Injected {
+    fn error(self, connection_id: &str) -> GatewayError {
+        match self {
+            Self::Throttled => GatewayError::Throttled,
+            Self::ServerError => GatewayError::Other("injected: 500 Internal Server Error".into()),
+            Self::Timeout | Self::TimeoutAfterSend => GatewayError::Timeout,
+            Self::Gone => GatewayError::Gone(connection_id.to_string()),
+            Self::PayloadRefused => GatewayError::PayloadRefused("injected: 413".into()),
+        }
+    }
+}
+
+/// Which posts to a connection a rule fails: their 1-based numbers, counting every post to that
+/// connection (failed ones too).
+#[derive(Debug, Clone)]
+struct FailRule {
+    connection_id: String,
+    from: u32,
+    to: u32,
+    failure: Injected,
+}
+
+/// A gateway that records what was sent, for unit tests of handlers. Posts can be made to fail
+/// per connection and per call count ([`RecordingGateway::fail`]), so that tests see the
+/// failure paths; [`RecordingGateway::sent`] holds only what really went out.
 #[derive(Debug, Default)]
 pub struct RecordingGateway {
     sent: std::sync::Mutex<Vec<(String, Frame)>>,
     closed: std::sync::Mutex<Vec<String>>,
     gone: std::sync::Mutex<std::collections::HashSet<String>>,
+    rules: std::sync::Mutex<Vec<FailRule>>,
+    /// Posts tried per connection, failed ones included.
+    posts: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 impl RecordingGateway {
@@ -71,6 +128,32 @@ impl RecordingGateway {
         lock(&self.gone).insert(connection_id.to_string());
     }
 
+    /// The posts to `connection_id` whose numbers fall in `posts` (1-based, counting every post
+    /// to that connection, failed ones included) answer `failure`: `..=2` the first two, `3..=3`
+    /// the third only, `1..` every one. The first matching rule wins; [`mark_gone`] comes first.
+    ///
+    /// [`mark_gone`]: RecordingGateway::mark_gone
+    pub fn fail(&self, connection_id: &str, posts: impl std::ops::RangeBounds<u32>, failure: Injected) {
+        use std::ops::Bound;
+        let from = match posts.start_bound() {
+            Bound::Included(n) => *n,
+            Bound::Excluded(n) => n.saturating_add(1),
+            Bound::Unbounded => 1,
+        };
+        let to = match posts.end_bound() {
+            Bound::Included(n) => *n,
+            Bound::Excluded(n) => n.saturating_sub(1),
+            Bound::Unbounded => u32::MAX,
+        };
+        lock(&self.rules).push(FailRule { connection_id: connection_id.to_string(), from: from.max(1), to, failure });
+    }
+
+    /// How many posts to `connection_id` were tried, failed ones included.
+    pub fn attempts(&self, connection_id: &str) -> u32 {
+        lock(&self.posts).get(connection_id).copied().unwrap_or(0)
+    }
+
+    /// What really went out, in order.
     pub fn sent(&self) -> Vec<(String, Frame)> {
         lock(&self.sent).clone()
     }
@@ -91,8 +174,24 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[async_trait]
 impl Gateway for RecordingGateway {
     async fn post(&self, connection_id: &str, frame: &Frame) -> Result<(), GatewayError> {
+        let n = {
+            let mut posts = lock(&self.posts);
+            let n = posts.entry(connection_id.to_string()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
         if lock(&self.gone).contains(connection_id) {
             return Err(GatewayError::Gone(connection_id.to_string()));
+        }
+        let failure =
+            lock(&self.rules).iter().find(|r| r.connection_id == connection_id && (r.from..=r.to).contains(&n)).map(|r| r.failure);
+        match failure {
+            None => {}
+            Some(Injected::TimeoutAfterSend) => {
+                lock(&self.sent).push((connection_id.to_string(), frame.clone()));
+                return Err(GatewayError::Timeout);
+            }
+            Some(failure) => return Err(failure.error(connection_id)),
         }
         lock(&self.sent).push((connection_id.to_string(), frame.clone()));
         Ok(())
@@ -109,5 +208,85 @@ impl Gateway for RecordingGateway {
         lock(&self.closed).push(connection_id.to_string());
         lock(&self.gone).insert(connection_id.to_string());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> Frame {
+        Frame::Text(s.into())
+    }
+
+    #[tokio::test]
+    async fn the_first_posts_fail_then_later_ones_go_out() {
+        let g = RecordingGateway::default();
+        g.fail("c7", ..=2, Injected::Throttled);
+        assert!(matches!(g.post("c7", &text("a")).await, Err(GatewayError::Throttled)));
+        assert!(matches!(g.post("c7", &text("b")).await, Err(GatewayError::Throttled)));
+        g.post("c7", &text("c")).await.unwrap();
+        // Other connections are not touched by c7's rule.
+        g.post("c8", &text("d")).await.unwrap();
+        assert_eq!(g.sent_to("c7"), vec![text("c")]);
+        assert_eq!(g.sent(), vec![("c7".to_string(), text("c")), ("c8".to_string(), text("d"))]);
+        assert_eq!(g.attempts("c7"), 3);
+        assert_eq!(g.attempts("c8"), 1);
+        assert_eq!(g.attempts("c9"), 0);
+    }
+
+    #[tokio::test]
+    async fn each_failure_answers_its_error_and_sends_nothing() {
+        let g = RecordingGateway::default();
+        g.fail("c1", 1.., Injected::ServerError);
+        g.fail("c2", 1.., Injected::Timeout);
+        g.fail("c3", 1.., Injected::Gone);
+        g.fail("c4", 1.., Injected::PayloadRefused);
+        let f = text("x");
+        let e1 = g.post("c1", &f).await.unwrap_err();
+        assert!(matches!(e1, GatewayError::Other(_)) && e1.is_retryable(), "{e1:?}");
+        let e2 = g.post("c2", &f).await.unwrap_err();
+        assert!(matches!(e2, GatewayError::Timeout) && e2.is_retryable(), "{e2:?}");
+        let e3 = g.post("c3", &f).await.unwrap_err();
+        assert!(matches!(&e3, GatewayError::Gone(id) if id == "c3") && !e3.is_retryable(), "{e3:?}");
+        let e4 = g.post("c4", &f).await.unwrap_err();
+        assert!(matches!(e4, GatewayError::PayloadRefused(_)) && !e4.is_retryable(), "{e4:?}");
+        // Every one fails again on the next try: `1..` is every post.
+        assert!(g.post("c1", &f).await.is_err());
+        assert!(g.sent().is_empty(), "{:?}", g.sent());
+    }
+
+    #[tokio::test]
+    async fn a_rule_can_fail_one_post_in_the_middle() {
+        let g = RecordingGateway::default();
+        g.fail("c1", 2..3, Injected::ServerError);
+        let mut results = Vec::new();
+        for _ in 0..4 {
+            results.push(g.post("c1", &text("x")).await.is_ok());
+        }
+        assert_eq!(results, [true, false, true, true]);
+        assert_eq!(g.sent_to("c1").len(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_ambiguous_timeout_sends_but_reports_a_timeout() {
+        let g = RecordingGateway::default();
+        g.fail("c1", ..=1, Injected::TimeoutAfterSend);
+        assert!(matches!(g.post("c1", &text("a")).await, Err(GatewayError::Timeout)));
+        g.post("c1", &text("a")).await.unwrap();
+        assert_eq!(g.sent_to("c1"), vec![text("a"), text("a")], "the retry makes a duplicate the client must dedupe");
+    }
+
+    #[tokio::test]
+    async fn gone_connections_answer_410_before_any_rule() {
+        let g = RecordingGateway::default();
+        g.fail("c1", 1.., Injected::Throttled);
+        g.mark_gone("c1");
+        assert!(matches!(g.post("c1", &text("a")).await, Err(GatewayError::Gone(_))));
+        g.close("c2").await.unwrap();
+        assert!(matches!(g.post("c2", &text("a")).await, Err(GatewayError::Gone(_))));
+        assert!(matches!(g.describe("c2").await, Err(GatewayError::Gone(_))));
+        assert_eq!(g.closed(), vec!["c2".to_string()]);
+        assert!(g.sent().is_empty());
     }
 }
