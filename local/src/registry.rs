@@ -2,12 +2,41 @@
 //! ([`LocalGateway`]): what API Gateway keeps for a deployed API.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use herald::gateway::{ConnectionInfo, Frame, Gateway, GatewayError};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
+
+/// What API Gateway does not document and herald-local must still bound, per connection
+/// (docs/local-parity.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Bytes of frames waiting for one connection's socket (posted, not yet handed to it). A post
+    /// that would go past this drops the connection: a client that does not read is
+    /// disconnected, and this post and every later one answer 410. Default 1 MiB (eight 128 KB
+    /// messages), on top of what the socket itself buffers.
+    pub max_queued_bytes: usize,
+    /// Frames waiting for one connection's socket, whatever their size. Default 1024.
+    pub max_queued_frames: usize,
+    /// How long one socket write may stay blocked before the connection is dropped. Default 10 s.
+    pub write_timeout: Duration,
+    /// API Gateway's maximum connection duration (2 h, CONTRACT §7).
+    pub max_duration: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_queued_bytes: 1024 * 1024,
+            max_queued_frames: 1024,
+            write_timeout: Duration::from_secs(10),
+            max_duration: crate::MAX_CONNECTION,
+        }
+    }
+}
 
 /// What the connection's task is told to do.
 #[derive(Debug)]
@@ -16,10 +45,26 @@ pub enum Outbound {
     Close { code: u16, reason: &'static str },
 }
 
+/// Why a frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    /// The connection's queue is full (it does not read): it is being dropped.
+    #[error("the connection's outbound queue is full")]
+    Full,
+    /// The connection's task has ended.
+    #[error("the connection is closed")]
+    Closed,
+}
+
 /// A live connection, as the registry sees it.
 #[derive(Debug)]
 pub struct LiveConnection {
-    pub tx: mpsc::UnboundedSender<Outbound>,
+    tx: mpsc::UnboundedSender<Outbound>,
+    limits: ConnectionLimits,
+    queued_bytes: AtomicUsize,
+    queued_frames: AtomicUsize,
+    overflowed: AtomicBool,
+    overflow: Notify,
     /// Epoch milliseconds.
     pub connected_at: i64,
     pub last_active_at: AtomicI64,
@@ -29,9 +74,96 @@ pub struct LiveConnection {
     pub prefers_binary: bool,
 }
 
+/// The receiving end of a connection's queue, for the task that writes to its socket.
+#[derive(Debug)]
+pub struct Outbox {
+    rx: mpsc::UnboundedReceiver<Outbound>,
+    conn: Arc<LiveConnection>,
+}
+
+impl Outbox {
+    /// The next thing to do; `None` once every sender is gone.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        let next = self.rx.recv().await;
+        if let Some(Outbound::Frame(frame)) = &next {
+            self.conn.queued_bytes.fetch_sub(frame.as_bytes().len(), Ordering::Relaxed);
+            self.conn.queued_frames.fetch_sub(1, Ordering::Relaxed);
+        }
+        next
+    }
+}
+
+impl LiveConnection {
+    /// A connection and its outbox.
+    pub fn open(
+        limits: ConnectionLimits,
+        connected_at: i64,
+        source_ip: String,
+        user_agent: Option<String>,
+        prefers_binary: bool,
+    ) -> (Arc<Self>, Outbox) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let conn = Arc::new(Self {
+            tx,
+            limits,
+            queued_bytes: AtomicUsize::new(0),
+            queued_frames: AtomicUsize::new(0),
+            overflowed: AtomicBool::new(false),
+            overflow: Notify::new(),
+            connected_at,
+            last_active_at: connected_at.into(),
+            source_ip,
+            user_agent,
+            prefers_binary,
+        });
+        (conn.clone(), Outbox { rx, conn })
+    }
+
+    /// Queues a frame without waiting: past the limits the connection is marked for dropping
+    /// (its task is woken through [`LiveConnection::overflowed`]) and the frame refused.
+    pub fn push(&self, frame: Frame) -> Result<(), QueueError> {
+        if self.overflowed.load(Ordering::Relaxed) {
+            return Err(QueueError::Full);
+        }
+        let len = frame.as_bytes().len();
+        let bytes = self.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
+        let frames = self.queued_frames.fetch_add(1, Ordering::Relaxed) + 1;
+        if bytes > self.limits.max_queued_bytes || frames > self.limits.max_queued_frames {
+            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            self.queued_frames.fetch_sub(1, Ordering::Relaxed);
+            if !self.overflowed.swap(true, Ordering::Relaxed) {
+                tracing::info!(bytes, frames, "a connection does not read: dropping it");
+                self.overflow.notify_one();
+            }
+            return Err(QueueError::Full);
+        }
+        self.tx.send(Outbound::Frame(frame)).map_err(|_| QueueError::Closed)
+    }
+
+    /// Asks the connection's task to send a close frame (after what is queued) and end. Not
+    /// bounded: a close is not data.
+    pub fn close(&self, code: u16, reason: &'static str) -> Result<(), QueueError> {
+        self.tx.send(Outbound::Close { code, reason }).map_err(|_| QueueError::Closed)
+    }
+
+    /// Resolves once a push went past the limits.
+    pub async fn overflowed(&self) {
+        if self.overflowed.load(Ordering::Relaxed) {
+            return;
+        }
+        self.overflow.notified().await;
+    }
+
+    /// Bytes waiting for the socket (not counting the frame being written).
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Relaxed)
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Registry {
     connections: RwLock<HashMap<String, Arc<LiveConnection>>>,
+    limits: ConnectionLimits,
 }
 
 pub fn epoch_ms() -> i64 {
@@ -44,6 +176,14 @@ fn rfc3339_ms(ms: i64) -> Option<String> {
 }
 
 impl Registry {
+    pub fn new(limits: ConnectionLimits) -> Self {
+        Self { connections: Default::default(), limits }
+    }
+
+    pub fn limits(&self) -> ConnectionLimits {
+        self.limits
+    }
+
     pub fn insert(&self, id: String, conn: Arc<LiveConnection>) {
         self.write().insert(id, conn);
     }
@@ -81,21 +221,31 @@ impl Registry {
                 Err(e) => Frame::Binary(e.into_bytes()),
             }
         };
-        Self::deliver(id, &conn, frame)
+        self.deliver(id, &conn, frame)
     }
 
     pub fn send(&self, id: &str, frame: Frame) -> Result<(), GatewayError> {
         let conn = self.get(id).ok_or_else(|| GatewayError::Gone(id.to_string()))?;
-        Self::deliver(id, &conn, frame)
+        self.deliver(id, &conn, frame)
     }
 
-    fn deliver(id: &str, conn: &LiveConnection, frame: Frame) -> Result<(), GatewayError> {
-        conn.tx.send(Outbound::Frame(frame)).map_err(|_| GatewayError::Gone(id.to_string()))
+    /// Queues a frame, never waiting. A connection whose queue is full is gone from that moment
+    /// (it is removed here; its task drops the socket and runs `$disconnect`): this post and every
+    /// later one answer 410, as API Gateway answers for a connection it has closed.
+    fn deliver(&self, id: &str, conn: &LiveConnection, frame: Frame) -> Result<(), GatewayError> {
+        match conn.push(frame) {
+            Ok(()) => Ok(()),
+            Err(QueueError::Full) => {
+                self.remove(id);
+                Err(GatewayError::Gone(id.to_string()))
+            }
+            Err(QueueError::Closed) => Err(GatewayError::Gone(id.to_string())),
+        }
     }
 
     pub fn close(&self, id: &str, code: u16, reason: &'static str) -> Result<(), GatewayError> {
         let conn = self.get(id).ok_or_else(|| GatewayError::Gone(id.to_string()))?;
-        conn.tx.send(Outbound::Close { code, reason }).map_err(|_| GatewayError::Gone(id.to_string()))
+        conn.close(code, reason).map_err(|_| GatewayError::Gone(id.to_string()))
     }
 
     pub fn describe(&self, id: &str) -> Result<ConnectionInfo, GatewayError> {

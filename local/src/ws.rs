@@ -7,25 +7,29 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
+use futures::stream::SplitSink;
+use futures::{SinkExt, StreamExt};
 use herald::apigw::{self, AuthorizerRequest, QueryMap, WsEvent, WsResponse};
 use herald::domain::Encoding;
 use herald::gateway::Frame;
 use herald::protocol::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES};
-use tokio::sync::mpsc;
 
 use crate::App;
 use crate::functions::LocalApi;
-use crate::registry::{LiveConnection, Outbound, epoch_ms};
+use crate::registry::{LiveConnection, Outbound, Outbox, epoch_ms};
 
-/// API Gateway's idle timeout and maximum connection duration (CONTRACT §7).
+/// API Gateway's idle timeout and maximum connection duration (CONTRACT §7); the duration in
+/// force is [`crate::registry::ConnectionLimits::max_duration`].
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const MAX_CONNECTION: Duration = Duration::from_secs(2 * 60 * 60);
+
+/// How long a close frame may take to go out once the server closes (idle, 2 h, 1003, 1009)
+/// before the socket is dropped without it.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// What every event of one connection shares.
 #[derive(Clone)]
@@ -55,25 +59,31 @@ fn request_time(ms: i64) -> String {
 impl App {
     /// The event API Gateway sends a route's integration.
     fn event(&self, ctx: &ConnectionContext, route_key: &str, event_type: &str) -> WsEvent {
-        let now = epoch_ms();
-        let mut e = WsEvent::default();
-        let rc = &mut e.request_context;
-        rc.route_key = Some(route_key.to_string());
-        rc.event_type = Some(event_type.to_string());
-        rc.connection_id = Some(ctx.connection_id.clone());
-        rc.connected_at = ctx.connected_at;
-        rc.stage = Some(self.stage.clone());
-        rc.domain_name = Some(self.domain.clone());
-        rc.apiid = Some(ctx.api.api_id().to_string());
-        rc.request_id = Some(uuid::Uuid::new_v4().to_string());
-        rc.extended_request_id = rc.request_id.clone();
-        rc.request_time_epoch = now;
-        rc.request_time = Some(request_time(now));
-        rc.message_direction = Some("IN".into());
-        rc.identity.source_ip = Some(ctx.source_ip.clone());
-        rc.authorizer.other = ctx.authorizer.clone();
-        e
+        route_event(&self.stage, &self.domain, ctx, route_key, event_type)
     }
+}
+
+/// The event of one route, as API Gateway builds it: every event of a connection carries the
+/// authorizer's context (`requestContext.authorizer`), whatever its route.
+fn route_event(stage: &str, domain: &str, ctx: &ConnectionContext, route_key: &str, event_type: &str) -> WsEvent {
+    let now = epoch_ms();
+    let mut e = WsEvent::default();
+    let rc = &mut e.request_context;
+    rc.route_key = Some(route_key.to_string());
+    rc.event_type = Some(event_type.to_string());
+    rc.connection_id = Some(ctx.connection_id.clone());
+    rc.connected_at = ctx.connected_at;
+    rc.stage = Some(stage.to_string());
+    rc.domain_name = Some(domain.to_string());
+    rc.apiid = Some(ctx.api.api_id().to_string());
+    rc.request_id = Some(uuid::Uuid::new_v4().to_string());
+    rc.extended_request_id = rc.request_id.clone();
+    rc.request_time_epoch = now;
+    rc.request_time = Some(request_time(now));
+    rc.message_direction = Some("IN".into());
+    rc.identity.source_ip = Some(ctx.source_ip.clone());
+    rc.authorizer.other = ctx.authorizer.clone();
+    e
 }
 
 fn gateway_error(status: StatusCode, message: &str) -> Response {
@@ -213,44 +223,32 @@ impl App {
         }
     }
 
-    /// One client frame: route it, invoke the handler, send back its route response.
-    async fn on_frame(&self, ctx: &ConnectionContext, text: Option<String>, binary: Option<Bytes>) -> Option<Message> {
-        let (route, mut event) = match (text, binary) {
-            (Some(text), _) => {
-                let route = select_route(ctx.api, &text);
-                let mut e = self.event(ctx, route, "MESSAGE");
-                e.body = Some(text);
-                (route, e)
-            }
-            (None, Some(bytes)) => {
-                let mut e = self.event(ctx, "$default", "MESSAGE");
-                e.body = Some(base64::engine::general_purpose::STANDARD.encode(&bytes));
-                e.is_base64_encoded = true;
-                ("$default", e)
-            }
-            (None, None) => return None,
-        };
+    /// One client text frame: route it, invoke the handler, send back its route response.
+    async fn on_frame(&self, ctx: &ConnectionContext, text: String) -> Option<Frame> {
+        let route = select_route(ctx.api, &text);
+        let mut event = self.event(ctx, route, "MESSAGE");
+        event.body = Some(text);
         event.request_context.message_id = Some(uuid::Uuid::new_v4().simple().to_string());
         match self.handlers.invoke(ctx.api, route, event).await {
             Ok(response) => route_response(&response),
             Err(e) => {
                 tracing::error!(error = %e, route, "route failed");
                 let body = serde_json::json!({"message": "Internal server error", "connectionId": ctx.connection_id});
-                Some(Message::Text(body.to_string().into()))
+                Some(Frame::Text(body.to_string()))
             }
         }
     }
 }
 
 /// The handler's body goes back to the client as one frame (a two-way route).
-fn route_response(response: &WsResponse) -> Option<Message> {
+fn route_response(response: &WsResponse) -> Option<Frame> {
     let body = apigw::response_body(response)?;
     if body.is_empty() {
         return None;
     }
     Some(match std::str::from_utf8(body) {
-        Ok(t) => Message::Text(t.to_string().into()),
-        Err(_) => Message::Binary(Bytes::copy_from_slice(body)),
+        Ok(t) => Frame::Text(t.to_string()),
+        Err(_) => Frame::Binary(body.to_vec()),
     })
 }
 
@@ -266,65 +264,148 @@ fn to_message(frame: Frame) -> Message {
     }
 }
 
-async fn run(app: Arc<App>, ctx: ConnectionContext, mut socket: WebSocket, prefers_binary: bool, user_agent: Option<String>) {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let live = Arc::new(LiveConnection {
-        tx,
-        connected_at: ctx.connected_at,
-        last_active_at: epoch_ms().into(),
-        source_ip: ctx.source_ip.clone(),
-        user_agent,
-        prefers_binary,
-    });
+/// How the writer task ended.
+enum WriterEnd {
+    /// It sent the close frame it was asked for.
+    Closed(u16),
+    /// A write failed, or stayed blocked past the write timeout.
+    Failed,
+}
+
+/// Writes the connection's queue to its socket, one frame at a time, each within `write_timeout`:
+/// a client that stops reading blocks this task only, never the reads and timers of [`run`].
+async fn write_queue(mut sink: SplitSink<WebSocket, Message>, mut outbox: Outbox, write_timeout: Duration) -> WriterEnd {
+    while let Some(next) = outbox.recv().await {
+        match next {
+            Outbound::Frame(frame) => match tokio::time::timeout(write_timeout, sink.send(to_message(frame))).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return WriterEnd::Failed,
+                Err(_) => {
+                    tracing::info!("a write stayed blocked past the write timeout: dropping the connection");
+                    return WriterEnd::Failed;
+                }
+            },
+            Outbound::Close { code, reason } => {
+                let close = async {
+                    // After the client's close, tungstenite refuses a close frame of ours; closing
+                    // the sink then flushes the reply it queued.
+                    if sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await.is_err() {
+                        let _ = sink.close().await;
+                    }
+                };
+                let _ = tokio::time::timeout(write_timeout, close).await;
+                return WriterEnd::Closed(code);
+            }
+        }
+    }
+    WriterEnd::Failed
+}
+
+/// How the connection's read loop ended.
+enum End {
+    /// Closed already (by the client, the writer, or a failure): the code for `$disconnect`.
+    Closed(u16),
+    /// A close frame with this code goes out after what is queued (the server closes, or
+    /// answers the client's close).
+    Closing(u16, &'static str),
+}
+
+async fn run(app: Arc<App>, ctx: ConnectionContext, socket: WebSocket, prefers_binary: bool, user_agent: Option<String>) {
+    let limits = app.registry.limits();
+    let (live, outbox) = LiveConnection::open(limits, ctx.connected_at, ctx.source_ip.clone(), user_agent, prefers_binary);
     app.registry.insert(ctx.connection_id.clone(), live.clone());
+    let (sink, mut stream) = socket.split();
+    let mut writer = tokio::spawn(write_queue(sink, outbox, limits.write_timeout));
     let idle = tokio::time::sleep(app.idle_timeout);
-    let lifetime = tokio::time::sleep(MAX_CONNECTION);
+    let lifetime = tokio::time::sleep(limits.max_duration);
     tokio::pin!(idle, lifetime);
-    let code: u16 = loop {
+    let end = loop {
         tokio::select! {
-            incoming = socket.recv() => {
-                let (text, binary) = match incoming {
-                    Some(Ok(Message::Text(t))) => (Some(t.to_string()), None),
-                    Some(Ok(Message::Binary(b))) => (None, Some(b)),
+            incoming = stream.next() => {
+                let text = match incoming {
+                    Some(Ok(Message::Text(t))) => t.to_string(),
+                    // API Gateway takes no binary frames from clients: it closes with 1003.
+                    Some(Ok(Message::Binary(_))) => break End::Closing(1003, "Binary frames are not supported"),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
                         live.last_active_at.store(epoch_ms(), Ordering::Relaxed);
                         idle.as_mut().reset(tokio::time::Instant::now() + app.idle_timeout);
                         continue;
                     }
-                    Some(Ok(Message::Close(frame))) => break frame.map(|f| f.code).unwrap_or(1005),
-                    Some(Err(e)) => {
-                        if is_too_big(e) {
-                            let _ = socket.send(Message::Close(Some(CloseFrame { code: 1009, reason: "Message too big".into() }))).await;
-                            break 1009;
-                        }
-                        break 1006;
-                    }
-                    None => break 1006,
+                    // The writer's close frame lets tungstenite send its reply to the client's.
+                    Some(Ok(Message::Close(frame))) => break End::Closing(frame.map(|f| f.code).unwrap_or(1005), ""),
+                    Some(Err(e)) => break if is_too_big(e) { End::Closing(1009, "Message too big") } else { End::Closed(1006) },
+                    None => break End::Closed(1006),
                 };
                 live.last_active_at.store(epoch_ms(), Ordering::Relaxed);
                 idle.as_mut().reset(tokio::time::Instant::now() + app.idle_timeout);
-                if let Some(reply) = app.on_frame(&ctx, text, binary).await
-                    && socket.send(reply).await.is_err() { break 1006; }
-            }
-            outbound = rx.recv() => match outbound {
-                Some(Outbound::Frame(frame)) => {
-                    if socket.send(to_message(frame)).await.is_err() { break 1006; }
+                if let Some(reply) = app.on_frame(&ctx, text).await
+                    && live.push(reply).is_err()
+                {
+                    app.registry.remove(&ctx.connection_id);
+                    break End::Closed(1006);
                 }
-                Some(Outbound::Close { code, reason }) => {
-                    let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
-                    break code;
-                }
-                None => break 1006,
-            },
-            _ = &mut idle => {
-                let _ = socket.send(Message::Close(Some(CloseFrame { code: 1001, reason: "Going away: idle".into() }))).await;
-                break 1001;
             }
-            _ = &mut lifetime => {
-                let _ = socket.send(Message::Close(Some(CloseFrame { code: 1001, reason: "Going away: 2 h limit".into() }))).await;
-                break 1001;
-            }
+            ended = &mut writer => break End::Closed(match ended {
+                Ok(WriterEnd::Closed(code)) => code,
+                Ok(WriterEnd::Failed) | Err(_) => 1006,
+            }),
+            // A client that does not read: dropped without a close frame (its socket is stuck).
+            () = live.overflowed() => break End::Closed(1006),
+            _ = &mut idle => break End::Closing(1001, "Going away: idle"),
+            _ = &mut lifetime => break End::Closing(1001, "Going away: 2 h limit"),
         }
     };
+    let code = match end {
+        End::Closed(code) => code,
+        End::Closing(code, reason) => {
+            // After what is queued, within the grace; a stuck socket is dropped without it.
+            if live.close(code, reason).is_ok() && tokio::time::timeout(CLOSE_GRACE, &mut writer).await.is_err() {
+                tracing::info!(code, "the close frame could not go out: dropping the connection");
+            }
+            code
+        }
+    };
+    writer.abort();
+    drop(stream);
     app.disconnect(&ctx, code).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> ConnectionContext {
+        let mut authorizer = serde_json::Map::new();
+        authorizer.insert("principalId".into(), "u-1".into());
+        authorizer.insert("user_id".into(), "u-1".into());
+        ConnectionContext {
+            api: LocalApi::Notify,
+            connection_id: "c0000000000000=".into(),
+            connected_at: 1,
+            source_ip: "127.0.0.1".into(),
+            authorizer,
+        }
+    }
+
+    #[test]
+    fn every_route_gets_the_authorizers_context() {
+        let ctx = context();
+        for (route, kind) in [("$connect", "CONNECT"), ("subscribe", "MESSAGE"), ("$default", "MESSAGE"), ("$disconnect", "DISCONNECT")] {
+            let e = route_event("local", "localhost", &ctx, route, kind);
+            assert_eq!(e.request_context.authorizer.other, ctx.authorizer, "{route}");
+            assert_eq!(e.request_context.route_key.as_deref(), Some(route));
+            assert_eq!(e.request_context.connection_id.as_deref(), Some("c0000000000000="));
+        }
+    }
+
+    #[test]
+    fn route_selection_reads_the_selection_field_and_falls_back_to_default() {
+        assert_eq!(select_route(LocalApi::Notify, r#"{"type":"subscribe","event_name":"e"}"#), "subscribe");
+        assert_eq!(select_route(LocalApi::Notify, r#"{"type":"ack"}"#), "$default");
+        assert_eq!(select_route(LocalApi::Notify, r#"{"type":"$connect"}"#), "$default");
+        assert_eq!(select_route(LocalApi::Notify, r#"{"type":7}"#), "$default");
+        assert_eq!(select_route(LocalApi::Notify, "CgoKBsO7w78/PhAB"), "$default");
+        assert_eq!(select_route(LocalApi::Chat, r#"{"name":"Event.SendMessage"}"#), "Event.SendMessage");
+        assert_eq!(select_route(LocalApi::Chat, r#"{"type":"subscribe"}"#), "$default");
+    }
 }

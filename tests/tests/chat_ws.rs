@@ -426,7 +426,6 @@ async fn bad_args_answer_ok_false_and_the_connection_lives(on: On) {
             "application_id",
         ),
         ("missing user_id", raw(&event("Event.GetConversationList", json!({})).to_string()), json!("Event.GetConversationList"), "user_id"),
-        ("a binary frame", Message::Binary(vec![1u8, 2, 3].into()), Value::Null, "JSON text"),
     ];
     for (what, message, name, text) in cases {
         op.send(message).await.expect("send");

@@ -95,7 +95,8 @@ async fn bad_frames_get_error_frames_and_the_connection_lives(on: On) {
     assert_eq!(request(&mut ws, json!({"type":"subscribe","event_name":"e","user_id":"someone-else"})).await["code"], "user_mismatch");
     assert_eq!(request(&mut ws, json!({"type":"subscribe","event_name":"x".repeat(257)})).await["code"], "bad_request");
     assert_eq!(request(&mut ws, json!({"type":"ack","push_id":"00000000-0000-0000-0000-000000000000"})).await["code"], "unknown_push");
-    ws.send(Message::Binary(vec![0xff, 0xff, 0x01].into())).await.unwrap();
+    // Base64 that decodes, but to no protobuf ClientMessage.
+    ws.send(Message::Text("//8B".into())).await.unwrap();
     assert_eq!(next_json(&mut ws).await["code"], "bad_protobuf");
     let e = request(&mut ws, json!([1, 2])).await;
     assert_eq!((e["type"].as_str(), e["code"].as_str()), (Some("error"), Some("bad_request")));

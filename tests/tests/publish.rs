@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::SinkExt;
 use herald::domain::{Api, Connection, Subscription};
-use herald::protocol::{AckStatus, ack_protobuf, pb};
+use herald::protocol::{AckStatus, ack_protobuf_base64, pb};
 use herald_tests::local::*;
 use herald_tests::on_both;
 use prost::Message as _;
@@ -149,7 +149,7 @@ async fn seed_002_kafka_record_reaches_the_user(on: On) {
     assert_eq!(server.app.handlers.dispatch_deps().handle_kafka(event).await.unwrap(), 2);
     let p = next_json(&mut ws).await;
     assert_eq!((p["title"].as_str(), p["id"].as_str()), (Some("Новый фильм"), Some("123e4567-e89b-12d3-a456-426614174000")));
-    let dead = server.app.queues.dead_letters().await;
+    let dead = server.app.queues.notifications.dead_letters().await;
     assert_eq!(dead.len(), 1, "the poison record is set aside: {dead:?}");
 }
 
@@ -170,12 +170,13 @@ async fn fast_acks(on: On) -> herald_local::Server {
 
 async fn seed_003_protobuf_ack_stops_redelivery(on: On) {
     let server = fast_acks(on).await;
-    // A protobuf connection still sends the JSON frames as text.
+    // A protobuf connection sends its frames as text: JSON, or a base64 ClientMessage (API Gateway
+    // closes a connection that sends a binary frame).
     let mut ws = subscribed(&server, "p1", "&format=protobuf", "order:paid").await;
     let id = publish(&server, json!({"user_id":"p1","event_name":"order:paid","message":{"n":1}})).await;
     let push = decode_push(&next_binary(&mut ws).await);
     assert_eq!((push.id.as_str(), push.title.as_str(), push.body.as_str()), (id.as_str(), "order:paid", r#"{"n":1}"#));
-    ws.send(Message::Binary(ack_protobuf(&push.id, AckStatus::Ack).into())).await.unwrap();
+    ws.send(Message::Text(ack_protobuf_base64(&push.id, AckStatus::Ack).into())).await.unwrap();
     assert_silent(&mut ws, Duration::from_millis(1000)).await;
 }
 
@@ -240,8 +241,8 @@ async fn a_poison_message_is_dead_lettered_and_the_batch_delivered(on: On) {
     let mut titles = vec![next_json(&mut ws).await["title"].clone(), next_json(&mut ws).await["title"].clone()];
     titles.sort_by_key(|t| t.to_string());
     assert_eq!(titles, vec![json!("first"), json!("second")]);
-    let dlq = server.app.queues.dead_letters().await;
+    let dlq = server.app.queues.notifications.dead_letters().await;
     assert_eq!(dlq.len(), 2, "{dlq:?}");
     assert!(dlq.iter().any(|b| b.contains("carrier-pigeon")) && dlq.iter().any(|b| b.contains("not valid JSON")));
-    eventually("the queue is drained", || async { server.app.queues.depth().await == 0 }).await;
+    eventually("the queue is drained", || async { server.app.queues.notifications.depth().await == 0 }).await;
 }

@@ -1,3 +1,5 @@
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -6,7 +8,8 @@ use super::{MAX_MESSAGE_BYTES, pb};
 use crate::domain::{Encoding, Push, user_id_from_json};
 use crate::gateway::Frame;
 
-/// A client frame of the notification API, JSON text or protobuf binary.
+/// A client frame of the notification API: JSON text, or a protobuf `ClientMessage` (base64 in a
+/// text frame, as API Gateway takes no binary frames from clients; raw in a binary frame).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientFrame {
     Subscribe { event_name: String, user_id: Option<String> },
@@ -56,12 +59,26 @@ impl FrameError {
     }
 }
 
-/// Parses a JSON text frame.
+/// Parses a text frame: JSON, else the base64 of a protobuf `ClientMessage` (CONTRACT §3).
+///
+/// Valid JSON always wins. A text that is not JSON is read as base64 (standard alphabet, or the
+/// URL-safe one, padded either way, canonical, no whitespace); one that is not base64 either is
+/// `bad_json`, and base64 whose bytes are no `ClientMessage` is `bad_protobuf`. The two never
+/// overlap in practice: an encoded `ClientMessage` starts with field 1's tag (`0x0a`), so its
+/// base64 starts with `C`, which no JSON text does.
 pub fn parse_text_frame(text: &str) -> Result<ClientFrame, FrameError> {
     if text.len() > MAX_MESSAGE_BYTES {
         return Err(FrameError::TooLarge);
     }
-    let value: Value = serde_json::from_str(text).map_err(|_| FrameError::BadJson)?;
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(_) => {
+            return match decode_base64_text(text) {
+                Some(bytes) => parse_binary_frame(&bytes),
+                None => Err(FrameError::BadJson),
+            };
+        }
+    };
     let Value::Object(obj) = value else {
         return Err(FrameError::BadField("a frame must be a JSON object".into()));
     };
@@ -103,7 +120,18 @@ pub fn parse_text_frame(text: &str) -> Result<ClientFrame, FrameError> {
     }
 }
 
-/// Parses a binary frame: a protobuf `ClientMessage`.
+/// The bytes of a base64 text: the standard alphabet (`+`, `/`), or the URL-safe one (`-`, `_`)
+/// when the text uses one of its two letters, never both; padding required. An empty text is
+/// not base64 here (it is an empty, and so bad, JSON frame).
+pub fn decode_base64_text(text: &str) -> Option<Vec<u8>> {
+    if text.is_empty() {
+        return None;
+    }
+    let engine = if text.bytes().any(|b| b == b'-' || b == b'_') { &URL_SAFE } else { &STANDARD };
+    engine.decode(text).ok()
+}
+
+/// Parses the bytes of a protobuf `ClientMessage` (a binary frame, or a base64 text decoded).
 pub fn parse_binary_frame(bytes: &[u8]) -> Result<ClientFrame, FrameError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(FrameError::TooLarge);
@@ -188,6 +216,11 @@ pub fn ack_protobuf(push_id: &str, status: AckStatus) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// A protobuf ack as a text frame carries it: the `ClientMessage`, base64 (standard, padded).
+pub fn ack_protobuf_base64(push_id: &str, status: AckStatus) -> String {
+    STANDARD.encode(ack_protobuf(push_id, status))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,5 +280,64 @@ mod tests {
     fn protobuf_acks_round_trip() {
         let f = parse_binary_frame(&ack_protobuf("p1", AckStatus::Nack)).unwrap();
         assert_eq!(f, ClientFrame::Ack { push_id: "p1".into(), status: AckStatus::Nack });
+    }
+
+    const PUSH_ID: &str = "6a1f5a8e-0000-4000-8000-000000000001";
+
+    #[test]
+    fn a_base64_client_message_in_a_text_frame_is_a_protobuf_ack() {
+        for status in [AckStatus::Ack, AckStatus::Nack] {
+            let text = ack_protobuf_base64(PUSH_ID, status);
+            assert!(text.starts_with('C'), "{text}");
+            assert_eq!(parse_text_frame(&text).unwrap(), ClientFrame::Ack { push_id: PUSH_ID.into(), status });
+        }
+    }
+
+    #[test]
+    fn url_safe_base64_is_accepted_when_it_is_unambiguous() {
+        // Push ids whose encodings need the 62nd and 63rd letters: `+`/`/` standard, `-`/`_` URL-safe.
+        for (id, standard, url_safe) in [("~~~~", "CggKBH5+fn4QAQ==", "CggKBH5-fn4QAQ=="), ("ÿÿÿ", "CgoKBsO/w7/DvxAB", "CgoKBsO_w7_DvxAB")]
+        {
+            assert_eq!(STANDARD.encode(ack_protobuf(id, AckStatus::Nack)), standard);
+            let ack = ClientFrame::Ack { push_id: id.into(), status: AckStatus::Nack };
+            assert_eq!(parse_text_frame(standard).unwrap(), ack, "{standard}");
+            assert_eq!(parse_text_frame(url_safe).unwrap(), ack, "{url_safe}");
+        }
+        // Both alphabets in one text: neither decodes it, so it is not base64.
+        assert_eq!(parse_text_frame("CgoKBsO/w7_DvxAB").unwrap_err().code(), "bad_json");
+    }
+
+    #[test]
+    fn text_that_is_neither_json_nor_base64_is_bad_json() {
+        let padded = ack_protobuf_base64(PUSH_ID, AckStatus::Ack);
+        let unpadded = padded.trim_end_matches('=').to_string();
+        assert_ne!(padded, unpadded, "the test needs an encoding with padding");
+        let with_newline = format!("{padded}\n");
+        for text in ["", "{nope", "hello world", "C===", unpadded.as_str(), with_newline.as_str()] {
+            assert_eq!(parse_text_frame(text).unwrap_err().code(), "bad_json", "{text:?}");
+        }
+    }
+
+    #[test]
+    fn base64_that_is_no_client_message_is_bad_protobuf() {
+        // Decodes, but to bytes prost refuses (0xff…), or to an empty ClientMessage (an unknown field only).
+        for bytes in [&[0xff, 0xff, 0xff][..], &[0x10, 0x01][..]] {
+            assert_eq!(parse_text_frame(&STANDARD.encode(bytes)).unwrap_err().code(), "bad_protobuf", "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn valid_json_always_wins_over_base64() {
+        // "1234" and "true" are valid base64 too; as JSON they are not frames.
+        for text in ["1234", "true", "null", "1e+5"] {
+            assert!(decode_base64_text(text).is_some(), "{text} is base64");
+            assert_eq!(parse_text_frame(text).unwrap_err().code(), "bad_request", "{text}");
+        }
+    }
+
+    #[test]
+    fn the_128_kb_limit_holds_for_base64_too() {
+        let long = STANDARD.encode(vec![0u8; MAX_MESSAGE_BYTES]);
+        assert_eq!(parse_text_frame(&long).unwrap_err().code(), "too_large");
     }
 }
