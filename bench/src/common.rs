@@ -133,6 +133,11 @@ pub fn unique_prefix() -> String {
 
 /// herald-local in this process on a free port of 127.0.0.1.
 pub async fn start_server(backend: BenchBackend) -> Result<Server> {
+    start_server_with(backend, |_| {}).await
+}
+
+/// [`start_server`] with adjusted options (faults, timeouts).
+pub async fn start_server_with(backend: BenchBackend, adjust: impl FnOnce(&mut Options)) -> Result<Server> {
     let mut options = Options::from_lookup(&|_| None)?;
     options.host = "127.0.0.1".into();
     options.port = 0;
@@ -144,7 +149,9 @@ pub async fn start_server(backend: BenchBackend) -> Result<Server> {
         options.sdk = Some(dynamodb_sdk_config().await?);
         options.sqs_sdk = Some(moto_sdk_config().await?);
         options.queue_name = format!("bench{}", uuid::Uuid::new_v4().simple());
+        options.fanout_queue_name = format!("{}-fanout", options.queue_name);
     }
+    adjust(&mut options);
     Ok(herald_local::start(options).await?)
 }
 

@@ -1,6 +1,7 @@
 //! Cost: DynamoDB operations per push in a large event fan-out, counted by an SDK interceptor on
 //! the store's own client (DynamoDB Local). The gateway only counts posts, so that what is
-//! measured is the store traffic of `dispatch` alone.
+//! measured is the store traffic of the coordinator (`dispatch`) and of the delivery workers
+//! over every batch it handed out (a read and a write of each batch's marker).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,6 +24,7 @@ use herald::queue::QueueError;
 use herald::store::SubscriptionStore;
 use herald::store::dynamodb::DynamoStore;
 use herald::store::tables::TableNames;
+use herald_deliver::{DeliverDeps, DeliveryBatch};
 use herald_dispatch::DispatchDeps;
 use herald_local::queue::LocalQueue;
 
@@ -109,7 +111,7 @@ struct CountingTimer {
 
 #[async_trait]
 impl RedeliveryTimer for CountingTimer {
-    async fn schedule(&self, _push_id: &str, _connection_id: &str, _after: Duration) -> std::result::Result<(), QueueError> {
+    async fn schedule(&self, _check: &herald::delivery::RedeliveryCheck, _after: Duration) -> std::result::Result<(), QueueError> {
         self.scheduled.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -166,7 +168,11 @@ async fn measure(store: &DynamoStore, counter: &OperationCounter, subscribers: u
 
         let gateway = CountingGateway::default();
         let timer = CountingTimer::default();
-        let deps = DispatchDeps { store, gateway: &gateway, timer: &timer, dead_letters: &dead_letters, settings: &settings };
+        // The fan-out queue, never polled: its batches are delivered below, by the workers' code.
+        let fanout = LocalQueue::new(Duration::from_secs(30));
+        let deps =
+            DispatchDeps { store, gateway: &gateway, timer: &timer, dead_letters: &dead_letters, fanout: &fanout, settings: &settings };
+        let worker = DeliverDeps { store, gateway: &gateway, timer: &timer, settings: &settings };
         let push = Push {
             id: uuid::Uuid::new_v4().to_string(),
             created_at: rfc3339(now()),
@@ -177,14 +183,20 @@ async fn measure(store: &DynamoStore, counter: &OperationCounter, subscribers: u
             message: Some(serde_json::json!({"cost": true})),
         };
         let t0 = Instant::now();
-        let delivered = deps.deliver(&push).await.map_err(|e| format!("the push failed: {e}"))?;
+        let key = herald_dispatch::idempotency_key("bench", &push.id);
+        let mut delivered = deps.deliver(&push, &key).await.map_err(|e| format!("the push failed: {e}"))?;
+        for body in fanout.bodies() {
+            let batch: DeliveryBatch = serde_json::from_str(&body)?;
+            let outcome = worker.deliver_batch(&batch).await.map_err(|e| format!("a batch failed: {e}"))?;
+            delivered.sent += outcome.sent;
+        }
         let took = t0.elapsed();
         let ops = counter.take();
         let t = classify(&ops);
         let deliveries = delivered.sent.max(1) as f64;
         let name = format!("cost[{label}] {subscribers} subscribers, 1 push");
         figure(&format!("{name} deliveries"), delivered.sent, "posts");
-        figure(&format!("{name} dispatch time"), common::ms(took), "ms");
+        figure(&format!("{name} dispatch time (coordinator and every batch)"), common::ms(took), "ms");
         for (op, n) in &ops {
             figure(&format!("{name} op {op}"), n, "calls");
         }

@@ -3,9 +3,11 @@
 //!
 //! - `fanout`: publishes through `POST /notify` (the `notify` function, the in-memory queue, the
 //!   poller, `dispatch` with herald-local's in-process gateway), at full speed and then paced;
-//! - `fanout-sdk`: `dispatch` itself (`DispatchDeps::deliver`) on a runtime and OS thread of its own,
-//!   posting every frame through `aws-sdk-apigatewaymanagement` to herald-local's management API
-//!   over HTTP; the thread's CPU time is read before and after.
+//! - `fanout-sdk`: `dispatch` itself (the coordinator, `DispatchDeps::deliver`) and the delivery
+//!   workers it hands batches to (`DeliverDeps::deliver_batch`, all of a push's batches at once) on
+//!   a runtime and OS thread of their own, posting every frame through
+//!   `aws-sdk-apigatewaymanagement` to herald-local's management API over HTTP; the thread's CPU
+//!   time is read before and after.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use herald::domain::{Push, now, rfc3339};
 use herald::gateway::SdkGateway;
+use herald_deliver::{DeliverDeps, DeliveryBatch};
 use herald_dispatch::DispatchDeps;
 use herald_local::Server;
 use herald_local::functions::Handlers;
@@ -204,6 +207,25 @@ fn bench_push(seq: u64) -> Push {
     }
 }
 
+/// The fan-out queue of the dispatcher thread: the batches its coordinator handed out.
+#[derive(Default)]
+struct Batches(std::sync::Mutex<Vec<DeliveryBatch>>);
+
+impl Batches {
+    fn take(&self) -> Vec<DeliveryBatch> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+#[async_trait::async_trait]
+impl herald::queue::Queue for Batches {
+    async fn send(&self, body: &str) -> std::result::Result<String, herald::queue::QueueError> {
+        let batch = serde_json::from_str(body).map_err(|e| herald::queue::QueueError::Send(Box::new(e)))?;
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(batch);
+        Ok(String::new())
+    }
+}
+
 /// Which management API the dispatcher posts through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Via {
@@ -228,9 +250,28 @@ fn dispatcher(handlers: Arc<Handlers>, endpoint: String, via: Via, seqs: Range<u
             Via::Sdk => &sdk_gateway,
             Via::InProcess => &handlers.gateway,
         };
-        let deps = DispatchDeps { gateway, ..handlers.dispatch_deps() };
+        // The coordinator hands its batches to this queue; the workers below take them, as
+        // the fan-out queue's workers would, on this same thread.
+        let batches = Batches::default();
+        let deps = DispatchDeps { gateway, fanout: &batches, ..handlers.dispatch_deps() };
+        let worker = DeliverDeps { gateway, ..handlers.deliver_deps() };
+        let deliver = |seq: u64| {
+            let (deps, worker, batches) = (&deps, &worker, &batches);
+            async move {
+                let push = bench_push(seq);
+                let key = herald_dispatch::idempotency_key("bench", &push.id);
+                let delivered = deps.deliver(&push, &key).await.map_err(|e| format!("push {seq} failed: {e}"))?;
+                let (mut sent, mut gone) = (delivered.sent, delivered.gone);
+                for outcome in futures::future::join_all(batches.take().iter().map(|b| worker.deliver_batch(b))).await {
+                    let outcome = outcome.map_err(|e| format!("a batch of push {seq} failed: {e}"))?;
+                    sent += outcome.sent;
+                    gone += outcome.gone;
+                }
+                Ok::<_, String>((sent, gone))
+            }
+        };
         // Warm-up (not counted by the clients): opens the SDK's HTTP connections.
-        deps.deliver(&bench_push(u64::MAX)).await.map_err(|e| format!("warm-up push failed: {e}"))?;
+        deliver(u64::MAX).await.map_err(|e| format!("warm-up: {e}"))?;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let mut published_at = Vec::with_capacity(seqs.clone().count());
         let (mut sent, mut gone) = (0, 0);
@@ -238,9 +279,9 @@ fn dispatcher(handlers: Arc<Handlers>, endpoint: String, via: Via, seqs: Range<u
         let t0 = Instant::now();
         for seq in seqs {
             published_at.push(Instant::now());
-            let delivered = deps.deliver(&bench_push(seq)).await.map_err(|e| format!("push {seq} failed: {e}"))?;
-            sent += delivered.sent;
-            gone += delivered.gone;
+            let (s, g) = deliver(seq).await?;
+            sent += s;
+            gone += g;
         }
         let wall = t0.elapsed();
         let cpu = common::thread_cpu_time().saturating_sub(cpu0);

@@ -6,14 +6,21 @@
 //! - `fanout`: `POST /notify` to thousands of live WebSocket subscribers, at full speed and paced;
 //! - `fanout-sdk`: `dispatch` posting through `aws-sdk-apigatewaymanagement` to herald-local, with
 //!   the dispatcher's CPU time;
-//! - `cost`: DynamoDB operations per push in a large fan-out, counted by an SDK interceptor.
+//! - `fanout-cloud`: one event with 100,000 subscribers through the coordinator and the delivery
+//!   workers, the management API stood in with a 20 ms round trip;
+//! - `reliability`: 1,000 clients and 100,000 deliveries under `--faults`: lost, duplicates, drain time;
+//! - `cost`: DynamoDB operations per push in a large fan-out, counted by an SDK interceptor;
+//! - `fuzz`: every parser of outside bytes fuzzed for a time budget (see `herald_bench::fuzz`),
+//!   with the cases tried and the failures per target.
 //!
 //! `./scripts/bench` builds it and runs every subcommand with DynamoDB Local started.
 
+mod cloud;
 mod common;
 mod cost;
 mod fanout;
 mod memory;
+mod reliability;
 mod storm;
 
 use std::path::PathBuf;
@@ -76,10 +83,45 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         publishes: usize,
     },
+    /// One event's fan-out through the coordinator and many delivery workers, the management API
+    /// stood in with a fixed round trip; prints the model for 1M and 10M connections on AWS.
+    FanoutCloud {
+        #[arg(long, default_value_t = 100_000)]
+        subscribers: usize,
+        /// The management API's simulated round trip, in milliseconds.
+        #[arg(long, default_value_t = 20)]
+        rtt_ms: u64,
+        /// Delivery workers at once (the template's FanoutMaximumConcurrency).
+        #[arg(long, default_value_t = 50)]
+        workers: usize,
+    },
+    /// The delivery guarantee under injected faults: 1,000 clients, 100,000 deliveries, lost and
+    /// duplicates counted (without, then with, consumer crashes).
+    Reliability {
+        /// The fault draws' seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
     /// DynamoDB reads and writes per push in a large fan-out (DynamoDB Local).
     Cost {
         #[arg(long, default_value_t = 10_000)]
         subscribers: usize,
+    },
+    /// Fuzzes every parser of outside bytes for a time budget shared by the targets; fails when
+    /// any case fails (each failure printed shrunk).
+    Fuzz {
+        /// The whole budget, in seconds.
+        #[arg(long, default_value_t = 300)]
+        seconds: u64,
+        /// Only this target (repeatable); see --list.
+        #[arg(long = "target")]
+        targets: Vec<String>,
+        /// The generators' seed (default: random, printed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// List the targets and exit.
+        #[arg(long)]
+        list: bool,
     },
 }
 
@@ -87,6 +129,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = common::raise_fd_limit() {
         eprintln!("warning: could not raise the open-files limit: {e}");
+    }
+    if let Command::Fuzz { seconds, targets, seed, list } = &cli.command {
+        return fuzz_job(*seconds, targets, *seed, *list);
     }
     let result = match cli.command {
         // The dispatcher of fanout-sdk runs on a runtime of its own; the rest share this one.
@@ -100,7 +145,9 @@ fn main() -> ExitCode {
                     Command::Memory { connections, bin } => memory::run(connections, bin).await,
                     Command::Fanout { connections, publishes, rate } => fanout::run(connections, publishes, rate).await,
                     Command::Cost { subscribers } => cost::run(subscribers).await,
-                    Command::FanoutSdk { .. } => unreachable!("handled above"),
+                    Command::Reliability { seed } => reliability::run(seed).await,
+                    Command::FanoutCloud { subscribers, rtt_ms, workers } => cloud::run(subscribers, rtt_ms, workers).await,
+                    Command::FanoutSdk { .. } | Command::Fuzz { .. } => unreachable!("handled above"),
                 }
             })
         }),
@@ -109,6 +156,32 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("herald-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `herald-bench fuzz`: runs on this thread (each async target brings its own runtime).
+fn fuzz_job(seconds: u64, targets: &[String], seed: Option<u64>, list: bool) -> ExitCode {
+    use herald_bench::fuzz;
+    if list {
+        for t in fuzz::TARGETS {
+            println!("{}: {}", t.name, t.about);
+        }
+        return ExitCode::SUCCESS;
+    }
+    let seed = seed.unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
+        (nanos as u64) ^ u64::from(std::process::id()).rotate_left(32)
+    });
+    match fuzz::run_job(std::time::Duration::from_secs(seconds.max(1)), targets, seed) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(failures) => {
+            eprintln!("herald-bench fuzz: {failures} failing cases (seed {seed}; rerun with --seed {seed})");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("herald-bench fuzz: {e}");
             ExitCode::FAILURE
         }
     }

@@ -13,7 +13,7 @@ use herald::delivery::{RedeliveryCheck, RedeliveryTimer};
 use herald::queue::{Queue, QueueError};
 use herald::store::Store;
 
-use crate::registry::LocalGateway;
+use crate::faults::FaultyGateway;
 
 /// Which WebSocket API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +64,8 @@ pub const CHAT_ROUTES: &[&str] = &[
 /// Everything the handlers need, built once.
 pub struct Handlers {
     pub store: Arc<dyn Store>,
-    pub gateway: LocalGateway,
+    /// The management API in this process, with the `post_*` faults when `--faults` gives them.
+    pub gateway: FaultyGateway,
     pub verifier: Verifier,
     pub settings: DeliveryConfig,
     pub timer: Arc<dyn RedeliveryTimer>,
@@ -72,6 +73,8 @@ pub struct Handlers {
     pub queue: Arc<dyn Queue>,
     /// Its dead-letter queue.
     pub dead_letters: Arc<dyn Queue>,
+    /// The fan-out queue: delivery batches from `dispatch` to the delivery workers.
+    pub fanout: Arc<dyn Queue>,
 }
 
 /// A handler failure: API Gateway turns it into a 500 (`$connect`) or an "Internal server error" frame.
@@ -98,8 +101,19 @@ impl Handlers {
             gateway: &self.gateway,
             timer: &*self.timer,
             dead_letters: &*self.dead_letters,
+            fanout: &*self.fanout,
             settings: &self.settings,
         }
+    }
+
+    /// What a delivery worker runs with here.
+    pub fn deliver_deps(&self) -> herald_deliver::DeliverDeps<'_, dyn Store> {
+        herald_deliver::DeliverDeps { store: &*self.store, gateway: &self.gateway, timer: &*self.timer, settings: &self.settings }
+    }
+
+    /// The delivery worker, fed by the fan-out queue: returns the ids of the records that failed.
+    pub async fn deliver(&self, event: aws_lambda_events::sqs::SqsEvent) -> Vec<String> {
+        self.deliver_deps().handle_sqs(event).await.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
     }
 
     /// `dispatch`, fed by the event source mapping: returns the ids of the records that failed.
@@ -144,9 +158,9 @@ impl LocalTimer {
 
 #[async_trait]
 impl RedeliveryTimer for LocalTimer {
-    async fn schedule(&self, push_id: &str, connection_id: &str, after: Duration) -> Result<(), QueueError> {
+    async fn schedule(&self, check: &RedeliveryCheck, after: Duration) -> Result<(), QueueError> {
         let handlers = self.handlers.clone();
-        let check = RedeliveryCheck { push_id: push_id.into(), connection_id: connection_id.into() };
+        let check = check.clone();
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
             let Some(h) = handlers.upgrade() else { return };

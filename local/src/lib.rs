@@ -1,6 +1,7 @@
 //! `herald-local`: API Gateway WebSockets, the management API and the event sources on one
 //! machine, calling the very handlers that are deployed to Lambda (CONTRACT §2).
 
+pub mod faults;
 pub mod functions;
 mod management;
 pub mod queue;
@@ -24,6 +25,7 @@ use herald::store::memory::MemoryStore;
 use herald::store::tables::TableNames;
 use tokio::net::{TcpListener, TcpSocket};
 
+use crate::faults::{CountedQueue, FaultSpec, Faults, FaultyGateway};
 use crate::functions::{Handlers, LocalTimer};
 use crate::queue::LocalQueue;
 use crate::registry::{LocalGateway, Registry};
@@ -55,6 +57,8 @@ pub struct Options {
     pub tables: TableNames,
     pub stage: String,
     pub idle_timeout: Duration,
+    /// Per-connection bounds: the outbound queue, the write timeout, the 2 h maximum.
+    pub connection_limits: registry::ConnectionLimits,
     /// API Gateway's new-connection quota per second (off when `None`).
     pub connect_rate: Option<u32>,
     /// How long a failed queue message stays invisible before it is retried.
@@ -66,6 +70,16 @@ pub struct Options {
     /// The notifications queue's name (`HERALD_QUEUE_NAME`, default `herald-notifications`);
     /// its dead-letter queue is this name + `-dlq`.
     pub queue_name: String,
+    /// The fan-out queue's name (`HERALD_FANOUT_QUEUE_NAME`, default `herald-fanout`): delivery
+    /// batches from `dispatch` to the delivery workers; its dead-letter queue is this name + `-dlq`.
+    pub fanout_queue_name: String,
+    /// Fault injection (`--faults` / `HERALD_FAULTS`, CONTRACT §4): none by default.
+    pub faults: FaultSpec,
+    /// `--faults-seed` / `HERALD_FAULTS_SEED`: the same seed draws the same faults; `None` picks one.
+    pub faults_seed: Option<u64>,
+    /// `HERALD_POST_TIMEOUT_MS` (default 2000): how long a management API call may take before it
+    /// counts as a timeout; what `post_timeout` keeps a caller waiting.
+    pub post_timeout: Duration,
 }
 
 impl Options {
@@ -93,22 +107,75 @@ impl Options {
             tables: TableNames::from_lookup(get),
             stage: "local".into(),
             idle_timeout: Duration::from_secs(herald::config::parsed(get, "HERALD_IDLE_TIMEOUT_SECS", IDLE_TIMEOUT.as_secs())?),
+            connection_limits: registry::ConnectionLimits::default(),
             connect_rate: None,
             visibility_timeout: Duration::from_millis(herald::config::parsed(get, "HERALD_VISIBILITY_TIMEOUT_MS", 30_000u64)?),
             sdk: None,
             sqs_sdk: None,
             queue_name: get("HERALD_QUEUE_NAME").unwrap_or_else(|| "herald-notifications".into()),
+            fanout_queue_name: get("HERALD_FANOUT_QUEUE_NAME").unwrap_or_else(|| "herald-fanout".into()),
+            faults: FaultSpec::from_lookup(get)?,
+            faults_seed: get("HERALD_FAULTS_SEED")
+                .map(|v| {
+                    v.trim().parse().map_err(|_| ConfigError::Invalid {
+                        var: "HERALD_FAULTS_SEED",
+                        reason: format!("{v:?} is not an unsigned integer"),
+                    })
+                })
+                .transpose()?,
+            post_timeout: Duration::from_millis(herald::config::parsed(get, "HERALD_POST_TIMEOUT_MS", 2_000u64)?),
         })
     }
 }
 
-/// The notifications queue and its dead-letter queue, for inspection.
-pub enum Queues {
+/// One queue and its dead-letter queue.
+pub enum QueuePair {
     Embedded { queue: Arc<LocalQueue>, dead_letters: Arc<LocalQueue> },
     Sqs { client: aws_sdk_sqs::Client, queue_url: String, dead_letter_url: String },
 }
 
-impl Queues {
+impl QueuePair {
+    fn embedded(visibility_timeout: Duration) -> Self {
+        Self::Embedded { queue: Arc::new(LocalQueue::new(visibility_timeout)), dead_letters: Arc::new(LocalQueue::new(visibility_timeout)) }
+    }
+
+    async fn sqs(client: &aws_sdk_sqs::Client, name: &str, options: &Options) -> Result<Self, StartError> {
+        let (queue_url, dead_letter_url) = sqs::queue_urls(client, name, options.create_resources, options.visibility_timeout).await?;
+        Ok(Self::Sqs { client: client.clone(), queue_url, dead_letter_url })
+    }
+
+    /// The queue and its dead-letter queue, as handlers send to them.
+    fn senders(&self) -> (Arc<dyn herald::queue::Queue>, Arc<dyn herald::queue::Queue>) {
+        match self {
+            Self::Embedded { queue, dead_letters } => (queue.clone(), dead_letters.clone()),
+            Self::Sqs { client, queue_url, dead_letter_url } => (
+                Arc::new(herald::queue::SqsQueue::new(client.clone(), queue_url.clone())),
+                Arc::new(herald::queue::SqsQueue::new(client.clone(), dead_letter_url.clone())),
+            ),
+        }
+    }
+
+    /// The event source mapping: batches of this queue into `consume`, which returns the ids
+    /// of the records that failed, with up to `concurrency` invocations at once (Lambda's
+    /// scaling, capped as `ScalingConfig.MaximumConcurrency` caps it in the template).
+    fn poll<F, Fut>(&self, visibility_timeout: Duration, concurrency: usize, consume: F) -> Vec<tokio::task::JoinHandle<()>>
+    where
+        F: Fn(aws_lambda_events::sqs::SqsEvent) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Vec<String>> + Send + 'static,
+    {
+        (0..concurrency.max(1))
+            .map(|_| {
+                let consume = consume.clone();
+                match self {
+                    Self::Embedded { queue, dead_letters } => tokio::spawn(queue.clone().poll(dead_letters.clone(), consume)),
+                    Self::Sqs { client, queue_url, .. } => {
+                        tokio::spawn(sqs::poll(client.clone(), queue_url.clone(), visibility_timeout, consume))
+                    }
+                }
+            })
+            .collect()
+    }
+
     /// The bodies set aside in the dead-letter queue.
     pub async fn dead_letters(&self) -> Vec<String> {
         match self {
@@ -117,7 +184,7 @@ impl Queues {
         }
     }
 
-    /// Messages waiting or in flight on the notifications queue.
+    /// Messages waiting or in flight.
     pub async fn depth(&self) -> usize {
         match self {
             Self::Embedded { queue, .. } => queue.depth(),
@@ -126,11 +193,19 @@ impl Queues {
     }
 }
 
+/// The notifications queue and the fan-out queue, each with its dead-letter queue.
+pub struct Queues {
+    pub notifications: QueuePair,
+    pub fanout: QueuePair,
+}
+
 /// The server's shared state.
 pub struct App {
     pub handlers: Arc<Handlers>,
     pub queues: Queues,
     pub registry: Arc<Registry>,
+    /// What is injected, and how often it was (`GET /health`).
+    pub faults: Arc<Faults>,
     pub stage: String,
     pub domain: String,
     pub idle_timeout: Duration,
@@ -181,7 +256,7 @@ pub struct Server {
     pub app: Arc<App>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
-    poller: tokio::task::JoinHandle<()>,
+    pollers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -199,31 +274,46 @@ impl Server {
             let _ = tx.send(());
         }
         let _ = (&mut self.task).await;
-        self.poller.abort();
+        for poller in &self.pollers {
+            poller.abort();
+        }
     }
 }
 
-/// Builds the store and the queues for the backend.
-async fn backend(options: &Options) -> Result<(Arc<dyn Store>, Queues), StartError> {
+/// Builds the store and the queues for the backend; `store_throttle` goes beneath the store
+/// adapter's retries, and every store request is an operation `consumer_crash` may die at.
+async fn backend(options: &Options, faults: &Arc<Faults>) -> Result<(Arc<dyn Store>, Queues), StartError> {
     if options.backend == Backend::Embedded {
-        let queues = Queues::Embedded {
-            queue: Arc::new(LocalQueue::new(options.visibility_timeout)),
-            dead_letters: Arc::new(LocalQueue::new(options.visibility_timeout)),
+        let queues = Queues {
+            notifications: QueuePair::embedded(options.visibility_timeout),
+            fanout: QueuePair::embedded(options.visibility_timeout),
         };
-        return Ok((Arc::new(MemoryStore::new()), queues));
+        let store: Arc<dyn Store> = if faults.touches_store() {
+            Arc::new(herald::store::faults::ThrottlingStore::new(MemoryStore::new(), faults.clone()))
+        } else {
+            Arc::new(MemoryStore::new())
+        };
+        return Ok((store, queues));
     }
     let sdk = match &options.sdk {
         Some(sdk) => sdk.clone(),
         None => herald::runtime::sdk_config().await,
     };
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), options.tables.clone());
+    let mut dynamodb = herald::store::faults::dynamodb_config(&sdk);
+    if faults.touches_store() {
+        let inner = sdk.http_client().unwrap_or_else(faults::default_http_client);
+        dynamodb = dynamodb.http_client(herald::store::faults::ThrottlingHttpClient::new(inner, faults.clone()));
+    }
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(dynamodb.build()), options.tables.clone());
     if options.create_resources {
         store.create_tables().await?;
     }
     let client = aws_sdk_sqs::Client::new(options.sqs_sdk.as_ref().unwrap_or(&sdk));
-    let (queue_url, dead_letter_url) =
-        sqs::queue_urls(&client, &options.queue_name, options.create_resources, options.visibility_timeout).await?;
-    Ok((Arc::new(store), Queues::Sqs { client, queue_url, dead_letter_url }))
+    let queues = Queues {
+        notifications: QueuePair::sqs(&client, &options.queue_name, options).await?,
+        fanout: QueuePair::sqs(&client, &options.fanout_queue_name, options).await?,
+    };
+    Ok((Arc::new(store), queues))
 }
 
 /// The accept queue: API Gateway takes bursts of handshakes; tokio's default of 128 drops the
@@ -259,41 +349,45 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         return Err(StartError::DevSecretOffLoopback { host: options.host.clone() });
     }
     let verifier = Verifier::new(&options.auth)?;
-    let (store, queues) = backend(&options).await?;
-    let registry = Arc::new(Registry::default());
-    let (queue, dead_letters): (Arc<dyn herald::queue::Queue>, Arc<dyn herald::queue::Queue>) = match &queues {
-        Queues::Embedded { queue, dead_letters } => (queue.clone(), dead_letters.clone()),
-        Queues::Sqs { client, queue_url, dead_letter_url } => (
-            Arc::new(herald::queue::SqsQueue::new(client.clone(), queue_url.clone())),
-            Arc::new(herald::queue::SqsQueue::new(client.clone(), dead_letter_url.clone())),
-        ),
-    };
+    let faults = Arc::new(Faults::new(options.faults.clone(), options.faults_seed, options.post_timeout));
+    let (store, queues) = backend(&options, &faults).await?;
+    let registry = Arc::new(Registry::new(options.connection_limits));
+    let (mut queue, mut dead_letters) = queues.notifications.senders();
+    let (mut fanout, _) = queues.fanout.senders();
+    if faults.injects(faults::Fault::ConsumerCrash) {
+        // A queue send is an operation a crashing invocation may die at.
+        for q in [&mut queue, &mut dead_letters, &mut fanout] {
+            *q = Arc::new(CountedQueue(q.clone()));
+        }
+    }
     let handlers = Arc::new_cyclic(|weak| Handlers {
         store,
-        gateway: LocalGateway(registry.clone()),
+        gateway: FaultyGateway::new(LocalGateway(registry.clone()), faults.clone()),
         verifier,
-        settings: options.delivery.clone(),
+        settings: DeliveryConfig {
+            // A crashed coordinator's message comes back after the visibility timeout: its claim
+            // must have lapsed by then (in the cloud, 360 s against 120 s).
+            claim_lease: options.delivery.claim_lease.min(options.visibility_timeout),
+            ..options.delivery.clone()
+        },
         timer: Arc::new(LocalTimer::new(weak.clone())),
         queue,
         dead_letters,
+        fanout,
     });
-    // The event source mapping: batches from the queue into `dispatch`.
-    let consumer = Arc::downgrade(&handlers);
-    let consume = move |event: aws_lambda_events::sqs::SqsEvent| {
-        let consumer = consumer.clone();
-        async move {
-            match consumer.upgrade() {
-                Some(h) => h.dispatch(event).await,
-                None => event.records.into_iter().filter_map(|r| r.message_id).collect(),
-            }
-        }
-    };
-    let poller = match &queues {
-        Queues::Embedded { queue, dead_letters } => tokio::spawn(queue.clone().poll(dead_letters.clone(), consume)),
-        Queues::Sqs { client, queue_url, .. } => {
-            tokio::spawn(sqs::poll(client.clone(), queue_url.clone(), options.visibility_timeout, consume))
-        }
-    };
+    // The event source mappings: the notifications queue into `dispatch`, the fan-out queue
+    // into the delivery workers.
+    // With `consumer_crash`, an invocation of either may die at a random point.
+    let mut pollers = queues.notifications.poll(
+        options.visibility_timeout,
+        1,
+        faults.consumer(consumer(&handlers, |h, event| async move { h.dispatch(event).await })),
+    );
+    pollers.extend(queues.fanout.poll(
+        options.visibility_timeout,
+        FANOUT_WORKERS,
+        faults.consumer(consumer(&handlers, |h, event| async move { h.deliver(event).await })),
+    ));
     let addr = format!("{}:{}", options.host, options.port);
     let listener = bind(&addr).await.map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
     let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
@@ -301,13 +395,14 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         handlers,
         queues,
         registry,
+        faults,
         stage: options.stage.clone(),
         domain: local.to_string(),
         idle_timeout: options.idle_timeout,
         connect_limiter: options.connect_rate.map(|r| RateLimiter { per_second: u64::from(r), window: AtomicU64::new(0) }),
     });
     let router = Router::new()
-        .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route("/health", get(health))
         .route("/api/v1/notify/ws", get(ws::notify_upgrade))
         .route("/ws", get(ws::chat_upgrade))
         .route("/notify", axum::routing::post(notify))
@@ -330,7 +425,39 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
             tracing::error!(error = %e, "server failed");
         }
     });
-    Ok(Server { addr: local, app, shutdown: Some(tx), task, poller })
+    Ok(Server { addr: local, app, shutdown: Some(tx), task, pollers })
+}
+
+/// Delivery workers polling the fan-out queue at once.
+const FANOUT_WORKERS: usize = 4;
+
+/// A queue consumer over the handlers, holding them weakly (the server owns them): once they are
+/// gone, every record counts as failed.
+fn consumer<F, Fut>(
+    handlers: &Arc<Handlers>,
+    run: F,
+) -> impl Fn(aws_lambda_events::sqs::SqsEvent) -> BoxedIds + Clone + Send + Sync + 'static
+where
+    F: Fn(Arc<Handlers>, aws_lambda_events::sqs::SqsEvent) -> Fut + Send + Sync + Copy + 'static,
+    Fut: std::future::Future<Output = Vec<String>> + Send + 'static,
+{
+    let weak = Arc::downgrade(handlers);
+    move |event| {
+        let weak = weak.clone();
+        Box::pin(async move {
+            match weak.upgrade() {
+                Some(h) => run(h, event).await,
+                None => event.records.into_iter().filter_map(|r| r.message_id).collect(),
+            }
+        })
+    }
+}
+
+type BoxedIds = std::pin::Pin<Box<dyn std::future::Future<Output = Vec<String>> + Send>>;
+
+/// `GET /health`: 200 once serving, with the faults injected so far (`{}` without `--faults`).
+async fn health(axum::extract::State(app): axum::extract::State<Arc<App>>) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"status": "ok", "faults": app.faults.counts()}))
 }
 
 /// `POST /notify`: the HTTP API's event, handed to the `notify` function.

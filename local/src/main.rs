@@ -1,4 +1,4 @@
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use herald_local::{Backend, DEV_SECRET, Options};
 
 /// Herald on one machine: API Gateway WebSockets, the management API and the event sources,
@@ -23,6 +23,44 @@ struct Cli {
     /// Emulate API Gateway's quota of new connections per second (e.g. 500).
     #[arg(long)]
     connect_rate: Option<u32>,
+    /// Inject faults (testing only): comma-separated name=rate, rate from 0 to 1, among
+    /// post_throttle, post_error, post_timeout, post_gone, store_throttle, consumer_crash
+    /// (e.g. post_throttle=0.05,store_throttle=0.02). Counts are in GET /health.
+    #[arg(long, env = "HERALD_FAULTS", value_name = "SPEC")]
+    faults: Option<String>,
+    /// Seed of the fault draws (an unsigned integer): the same seed repeats a run's faults.
+    #[arg(long, env = "HERALD_FAULTS_SEED", value_name = "N")]
+    faults_seed: Option<String>,
+}
+
+/// `--faults-seed`: an unsigned integer.
+struct Seed(u64);
+
+impl std::str::FromStr for Seed {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.trim().parse().map(Seed).map_err(|_| format!("{s:?} is not an unsigned integer"))
+    }
+}
+
+/// A value of `--name` / `VAR`, parsed; a bad one stops here with one sentence naming where it
+/// came from (the flag, or the variable).
+fn parse_arg<T: std::str::FromStr>(matches: &clap::ArgMatches, id: &str, var: &str, value: Option<&str>) -> Option<T>
+where
+    T::Err: std::fmt::Display,
+{
+    let value = value?;
+    match value.parse() {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let from = match matches.value_source(id) {
+                Some(clap::parser::ValueSource::EnvVariable) => var.to_string(),
+                _ => format!("--{}", id.replace('_', "-")),
+            };
+            Cli::command().error(clap::error::ErrorKind::InvalidValue, format!("{from} is invalid: {e}")).exit()
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -48,8 +86,20 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let cli = Cli::parse();
+async fn main() -> std::process::ExitCode {
+    // Errors as one readable sentence (their Display), never their Debug form.
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Some(Command::Token { user, request_id, admin_id, publisher, ttl }) = cli.command {
         let secret = herald::config::env("HERALD_JWT_SECRET").unwrap_or_else(|| DEV_SECRET.to_string());
         let mut claims = serde_json::Map::new();
@@ -77,6 +127,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     options.backend = cli.backend;
     options.create_resources = cli.create_resources;
     options.connect_rate = cli.connect_rate;
+    if let Some(faults) = parse_arg(&matches, "faults", "HERALD_FAULTS", cli.faults.as_deref()) {
+        options.faults = faults;
+    }
+    if let Some(Seed(seed)) = parse_arg(&matches, "faults_seed", "HERALD_FAULTS_SEED", cli.faults_seed.as_deref()) {
+        options.faults_seed = Some(seed);
+    }
     let server = herald_local::start(options).await?;
     let a = server.addr;
     println!("herald-local is ready ({:?} backend)", cli.backend);

@@ -1,5 +1,8 @@
 //! The management API (CONTRACT §6): `POST` / `GET` / `DELETE` `/@connections/{id}`, as API
 //! Gateway answers them, so that `aws-sdk-apigatewaymanagement` pointed here works unchanged.
+//! With `--faults`, a `POST` may answer as a struggling API Gateway would (CONTRACT §4, "Fault
+//! injection"): 429 `LimitExceededException`, 500, no answer within `HERALD_POST_TIMEOUT_MS`, or
+//! 410 with the connection dropped; nothing is sent then.
 
 use std::sync::Arc;
 
@@ -10,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use herald::protocol::MAX_MESSAGE_BYTES;
 
 use crate::App;
+use crate::faults::{HTTP_TIMEOUT_MARGIN, PostFault};
 
 /// An error as the AWS REST-JSON protocol carries it: status, `x-amzn-ErrorType` and a message.
 fn aws_error(status: StatusCode, kind: &str, message: &str) -> Response {
@@ -22,16 +26,32 @@ fn gone() -> Response {
 }
 
 pub async fn post(State(app): State<Arc<App>>, Path(id): Path<String>, body: Bytes) -> Response {
-    post_to(&app, &id, body)
+    post_to(&app, &id, body).await
 }
 
 pub async fn post_staged(State(app): State<Arc<App>>, Path((_stage, id)): Path<(String, String)>, body: Bytes) -> Response {
-    post_to(&app, &id, body)
+    post_to(&app, &id, body).await
 }
 
-fn post_to(app: &App, id: &str, body: Bytes) -> Response {
+async fn post_to(app: &App, id: &str, body: Bytes) -> Response {
     if body.len() > MAX_MESSAGE_BYTES {
         return aws_error(StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLargeException", "the payload is over 128 KB");
+    }
+    match app.faults.post_fault() {
+        None => {}
+        Some(PostFault::Throttle) => return aws_error(StatusCode::TOO_MANY_REQUESTS, "LimitExceededException", "Rate exceeded"),
+        Some(PostFault::Error) => {
+            return aws_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerErrorException", "Internal server error");
+        }
+        Some(PostFault::Timeout) => {
+            // No answer within the caller's timeout; a caller that waits longer gets a 504.
+            tokio::time::sleep(app.faults.post_timeout() + HTTP_TIMEOUT_MARGIN).await;
+            return aws_error(StatusCode::GATEWAY_TIMEOUT, "InternalServerErrorException", "Endpoint request timed out");
+        }
+        Some(PostFault::Gone) => {
+            crate::faults::drop_gone(app.handlers.gateway.local(), id);
+            return gone();
+        }
     }
     match app.registry.post_data(id, body.to_vec()) {
         Ok(()) => StatusCode::OK.into_response(),

@@ -159,7 +159,8 @@ pub fn caller(event: &WsEvent) -> Option<Identity> {
         admin: flag(CTX_ADMIN),
         publisher: flag(CTX_PUBLISHER),
     };
-    (identity.user_id.is_some() || identity.admin_id.is_some() || identity.request_id.is_some() || identity.admin).then_some(identity)
+    (identity.user_id.is_some() || identity.admin_id.is_some() || identity.request_id.is_some() || identity.admin || identity.publisher)
+        .then_some(identity)
 }
 
 /// An authorizer's Allow: the caller may `execute-api:Invoke` the API, with its identity in the context.

@@ -47,6 +47,10 @@ pub struct DeliveryConfig {
     pub max_attempts: u32,
     /// `HERALD_CONNECTION_TTL_SECS` (default 7200, API Gateway's 2 h): TTL of connection items.
     pub connection_ttl: Duration,
+    /// `HERALD_CLAIM_LEASE_MS` (default 120000): how long a coordinator's claim on a push holds
+    /// unrenewed. It must end before the queue hands a crashed coordinator's message over again
+    /// (its visibility timeout), or the retry finds the dead claim still live.
+    pub claim_lease: Duration,
 }
 
 impl DeliveryConfig {
@@ -59,6 +63,7 @@ impl DeliveryConfig {
             ack_timeout: Duration::from_millis(parsed(get, "HERALD_ACK_TIMEOUT_MS", 10_000u64)?),
             max_attempts,
             connection_ttl: Duration::from_secs(parsed(get, "HERALD_CONNECTION_TTL_SECS", 7_200u64)?),
+            claim_lease: Duration::from_millis(parsed(get, "HERALD_CLAIM_LEASE_MS", 120_000u64)?),
         })
     }
 }

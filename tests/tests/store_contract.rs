@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::future::join_all;
-use herald::domain::{AckMode, AckOutcome, Api, ChatMessage, Claim, Connection, ContentType, Delivery, Encoding, NewMessage, Subscription};
+use herald::domain::{
+    AckMode, AckOutcome, Api, BatchState, ChatMessage, Claim, Connection, ContentType, Delivery, Encoding, NewMessage, Subscription,
+};
 use herald::store::{EVENT_SHARDS, Page, Store, StoreError, StoreResult, event_shard};
 use serde_json::json;
 
@@ -393,36 +395,71 @@ async fn case_query_pages_past_1mb<S: Store>(s: &S) {
 // Push claims and deliveries
 
 async fn case_claim_push<S: Store>(s: &S) {
-    assert_eq!(s.claim_push("p1", LONG_LEASE, EXPIRES).await.unwrap(), Claim::New);
-    assert_eq!(s.claim_push("p1", LONG_LEASE, EXPIRES).await.unwrap(), Claim::Busy, "a live lease");
-    s.complete_push("p1").await.unwrap();
-    assert_eq!(s.claim_push("p1", LONG_LEASE, EXPIRES).await.unwrap(), Claim::Done);
-    s.release_push("p1").await.unwrap();
-    assert_eq!(s.claim_push("p1", LONG_LEASE, EXPIRES).await.unwrap(), Claim::Done, "release keeps a completed push");
+    assert_eq!(s.claim_push("p1", "a", LONG_LEASE, EXPIRES).await.unwrap(), Claim::New);
+    assert_eq!(s.claim_push("p1", "b", LONG_LEASE, EXPIRES).await.unwrap(), Claim::Busy, "a live lease");
+    assert!(s.complete_push("p1", "a").await.unwrap());
+    assert_eq!(s.claim_push("p1", "b", LONG_LEASE, EXPIRES).await.unwrap(), Claim::Done);
+    s.release_push("p1", "a").await.unwrap();
+    assert_eq!(s.claim_push("p1", "b", LONG_LEASE, EXPIRES).await.unwrap(), Claim::Done, "release keeps a completed push");
 
-    assert_eq!(s.claim_push("p2", LONG_LEASE, EXPIRES).await.unwrap(), Claim::New);
-    s.release_push("p2").await.unwrap();
-    assert_eq!(s.claim_push("p2", LONG_LEASE, EXPIRES).await.unwrap(), Claim::New, "a released claim starts over");
-    s.release_push("never-claimed").await.unwrap();
+    assert_eq!(s.claim_push("p2", "a", LONG_LEASE, EXPIRES).await.unwrap(), Claim::New);
+    s.release_push("p2", "a").await.unwrap();
+    assert_eq!(s.claim_push("p2", "b", LONG_LEASE, EXPIRES).await.unwrap(), Claim::New, "a released claim starts over");
+    s.release_push("never-claimed", "a").await.unwrap();
+}
+
+async fn case_claims_belong_to_their_owner<S: Store>(s: &S) {
+    assert_eq!(s.claim_push("p", "a", LONG_LEASE, EXPIRES).await.unwrap(), Claim::New);
+    assert!(!s.complete_push("p", "b").await.unwrap(), "another owner cannot complete it");
+    s.release_push("p", "b").await.unwrap();
+    assert_eq!(s.claim_push("p", "c", LONG_LEASE, EXPIRES).await.unwrap(), Claim::Busy, "nor release it");
+    assert!(!s.renew_claim("p", "b", LONG_LEASE).await.unwrap(), "nor renew it");
+    assert!(s.renew_claim("p", "a", LONG_LEASE).await.unwrap());
+    assert!(!s.renew_claim("never-claimed", "a", LONG_LEASE).await.unwrap());
+    assert!(s.complete_push("p", "a").await.unwrap());
+    assert!(!s.renew_claim("p", "a", LONG_LEASE).await.unwrap(), "a done claim is not renewed");
+    assert!(!s.complete_push("p", "a").await.unwrap(), "completing twice changes nothing");
+    assert_eq!(s.claim_push("p", "c", LONG_LEASE, EXPIRES).await.unwrap(), Claim::Done);
 }
 
 async fn case_claim_push_expired_lease<S: Store>(s: &S) {
-    assert_eq!(s.claim_push("p", Duration::from_millis(50), EXPIRES).await.unwrap(), Claim::New);
+    assert_eq!(s.claim_push("p", "a", Duration::from_millis(50), EXPIRES).await.unwrap(), Claim::New);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(s.claim_push("p", LONG_LEASE, EXPIRES).await.unwrap(), Claim::Retaken);
-    assert_eq!(s.claim_push("p", LONG_LEASE, EXPIRES).await.unwrap(), Claim::Busy, "the retaken lease is live");
-    s.complete_push("p").await.unwrap();
-    assert_eq!(s.claim_push("p", LONG_LEASE, EXPIRES).await.unwrap(), Claim::Done);
+    assert_eq!(s.claim_push("p", "b", LONG_LEASE, EXPIRES).await.unwrap(), Claim::Retaken);
+    assert_eq!(s.claim_push("p", "c", LONG_LEASE, EXPIRES).await.unwrap(), Claim::Busy, "the retaken lease is live");
+    // The first owner lost it: its late completion or release does nothing.
+    assert!(!s.complete_push("p", "a").await.unwrap());
+    s.release_push("p", "a").await.unwrap();
+    assert_eq!(s.claim_push("p", "c", LONG_LEASE, EXPIRES).await.unwrap(), Claim::Busy);
+    assert!(s.complete_push("p", "b").await.unwrap());
+    assert_eq!(s.claim_push("p", "c", LONG_LEASE, EXPIRES).await.unwrap(), Claim::Done);
 }
 
 async fn case_claim_push_concurrent<S: Store>(s: &S) {
     for round in 0..5 {
         let push = format!("race-{round}");
-        let (a, b) = tokio::join!(s.claim_push(&push, LONG_LEASE, EXPIRES), s.claim_push(&push, LONG_LEASE, EXPIRES));
+        let (a, b) = tokio::join!(s.claim_push(&push, "a", LONG_LEASE, EXPIRES), s.claim_push(&push, "b", LONG_LEASE, EXPIRES));
         let mut outcomes = [a.unwrap(), b.unwrap()];
         outcomes.sort_by_key(|c| format!("{c:?}"));
         assert_eq!(outcomes, [Claim::Busy, Claim::New], "exactly one claimer wins");
     }
+}
+
+async fn case_batch_markers<S: Store>(s: &S) {
+    assert_eq!(s.get_batch("k#1").await.unwrap(), None);
+    let left = BatchState::Remaining(vec!["c2".into(), "c9".into()]);
+    s.save_batch("k#1", &left, EXPIRES).await.unwrap();
+    assert_eq!(s.get_batch("k#1").await.unwrap(), Some(left));
+    s.save_batch("k#1", &BatchState::Remaining(vec!["c9".into()]), EXPIRES).await.unwrap();
+    assert_eq!(s.get_batch("k#1").await.unwrap(), Some(BatchState::Remaining(vec!["c9".into()])));
+    s.save_batch("k#1", &BatchState::Done, EXPIRES).await.unwrap();
+    // A late pass of a retried copy never reopens a done batch.
+    s.save_batch("k#1", &BatchState::Remaining(vec!["c9".into()]), EXPIRES).await.unwrap();
+    assert_eq!(s.get_batch("k#1").await.unwrap(), Some(BatchState::Done));
+    assert_eq!(s.get_batch("k#2").await.unwrap(), None, "batches are apart");
+    // A batch marker is not a delivery nor a claim of a push of the same id.
+    assert_eq!(s.claim_push("k#1", "a", LONG_LEASE, EXPIRES).await.unwrap(), Claim::New);
+    assert_eq!(s.get_delivery("k#1", "c9").await.unwrap(), None);
 }
 
 async fn case_deliveries<S: Store>(s: &S) {
@@ -432,20 +469,21 @@ async fn case_deliveries<S: Store>(s: &S) {
     assert_eq!(s.get_delivery("p1", "c1").await.unwrap(), Some(d.clone()), "the second create changed nothing");
     assert_eq!(s.get_delivery("p1", "c2").await.unwrap(), None);
 
-    assert_eq!(s.record_attempt("p1", "c1").await.unwrap(), Some(2));
-    assert_eq!(s.record_attempt("p1", "c1").await.unwrap(), Some(3));
+    assert_eq!(s.record_attempt("p1", "c1", 1).await.unwrap(), Some(2));
+    assert_eq!(s.record_attempt("p1", "c1", 1).await.unwrap(), None, "a stale count moves nothing");
+    assert_eq!(s.record_attempt("p1", "c1", 2).await.unwrap(), Some(3));
     assert_eq!(s.ack_delivery("p1", "c1").await.unwrap(), AckOutcome::Acked);
     assert_eq!(s.ack_delivery("p1", "c1").await.unwrap(), AckOutcome::Acked, "acking twice is fine");
-    assert_eq!(s.record_attempt("p1", "c1").await.unwrap(), None, "nothing to resend once acked");
+    assert_eq!(s.record_attempt("p1", "c1", 3).await.unwrap(), None, "nothing to resend once acked");
     assert_eq!(s.get_delivery("p1", "c1").await.unwrap(), Some(Delivery { attempts: 3, acked: true, ..d }));
 
     assert_eq!(s.ack_delivery("p1", "unknown").await.unwrap(), AckOutcome::Unknown);
     assert_eq!(s.ack_delivery("unknown", "c1").await.unwrap(), AckOutcome::Unknown);
-    assert_eq!(s.record_attempt("unknown", "c1").await.unwrap(), None);
+    assert_eq!(s.record_attempt("unknown", "c1", 1).await.unwrap(), None);
     assert_eq!(s.get_delivery("unknown", "c1").await.unwrap(), None, "an unknown ack creates nothing");
 
     // Claims and deliveries of one push do not disturb each other.
-    assert_eq!(s.claim_push("p1", LONG_LEASE, EXPIRES).await.unwrap(), Claim::New);
+    assert_eq!(s.claim_push("p1", "a", LONG_LEASE, EXPIRES).await.unwrap(), Claim::New);
     assert_eq!(s.get_delivery("p1", "c1").await.unwrap().map(|d| d.acked), Some(true));
 }
 
@@ -726,6 +764,8 @@ contract!(
     case_event_shard_out_of_range,
     case_query_pages_past_1mb,
     case_claim_push,
+    case_claims_belong_to_their_owner,
+    case_batch_markers,
     case_claim_push_expired_lease,
     case_claim_push_concurrent,
     case_deliveries,

@@ -625,8 +625,9 @@ create_queue_with_dlq() { # name visibility-timeout retention
     }
     out.push_str(
         r#"
-# Queues (infra/template.yaml: NotificationsQueue, RedeliveryQueue and their dead-letter queues).
+# Queues (infra/template.yaml: NotificationsQueue, FanoutQueue, RedeliveryQueue and their dead-letter queues).
 create_queue_with_dlq "${PREFIX}notifications" 360 345600
+create_queue_with_dlq "${PREFIX}fanout" 180 86400
 create_queue_with_dlq "${PREFIX}redelivery" 180 86400
 echo "herald: LocalStack resources ready"
 "#,
@@ -664,7 +665,17 @@ fn required_vars(main_rs: &str) -> BTreeSet<String> {
         ("redelivery_timer(", &["HERALD_REDELIVERY_QUEUE_URL"]),
         (
             "AuthConfig::from_lookup",
-            &["HERALD_JWT_SECRET", "HERALD_JWT_PUBLIC_KEY", "HERALD_JWKS_URL", "HERALD_JWT_ALGORITHM", "HERALD_AUTH_VERIFY_URL"],
+            // The HS256 secret is read from Secrets Manager at run time (HERALD_JWT_SECRET_ARN),
+            // never put in the environment: see the_jwt_secret_never_passes_through_the_environment.
+            &[
+                "HERALD_JWT_SECRET_ARN",
+                "HERALD_JWT_PUBLIC_KEY",
+                "HERALD_JWKS_URL",
+                "HERALD_JWT_ALGORITHM",
+                "HERALD_AUTH_VERIFY_URL",
+                "HERALD_JWT_ISSUER",
+                "HERALD_JWT_AUDIENCE",
+            ],
         ),
     ];
     for (call, needs) in helpers {
@@ -714,4 +725,22 @@ fn functions_get_the_variables_their_code_reads() {
         }
     }
     fail_if_any("the variables the functions read", problems);
+}
+
+#[test]
+fn the_jwt_secret_never_passes_through_the_environment() {
+    let t = Template::load();
+    let mut problems = Vec::new();
+    for (id, function) in t.of_type("AWS::Serverless::Function") {
+        let vars = prop(function, "Environment").and_then(|e| e.get("Variables"));
+        if vars.and_then(|v| v.get("HERALD_JWT_SECRET")).is_some() {
+            problems.push(format!("{id} sets HERALD_JWT_SECRET: give HERALD_JWT_SECRET_ARN and GetSecretValue instead"));
+        }
+        let reads_arn = vars.and_then(|v| v.get("HERALD_JWT_SECRET_ARN")).is_some();
+        let policies = serde_norway::to_string(prop(function, "Policies").unwrap_or(&Value::Null)).unwrap_or_default();
+        if reads_arn && !policies.contains("secretsmanager:GetSecretValue") {
+            problems.push(format!("{id} reads HERALD_JWT_SECRET_ARN without secretsmanager:GetSecretValue"));
+        }
+    }
+    fail_if_any("the secrets rule (issue 9)", problems);
 }

@@ -1,6 +1,8 @@
 //! The notification API's `$default` route: acks and nacks, as JSON text frames or as protobuf
-//! `ClientMessage` binary frames (base64, as API Gateway hands them over), and an error frame
-//! for anything else. An ACK stops redelivery; a NACK sends the push again at once.
+//! `ClientMessage`s base64-encoded in text frames (API Gateway closes a connection that sends a
+//! binary frame, with 1003), on either encoding, and an error frame for anything else (CONTRACT
+//! §3). An event API Gateway marks `isBase64Encoded` (a binary payload) is a raw `ClientMessage`.
+//! An ACK stops redelivery; a NACK sends the push again at once.
 
 use herald::apigw::{self, WsEvent, WsResponse};
 use herald::delivery::{self, DeliveryError, RedeliveryTimer, Resend};
@@ -57,17 +59,14 @@ pub async fn handle<S: DeliveryStore + ?Sized>(deps: &AckDeps<'_, S>, event: WsE
             AckOutcome::Unknown => Ok(error_reply("unknown_push", format!("no delivery of push {push_id} to this connection"))),
         },
         AckStatus::Nack => {
-            let outcome = delivery::resend(deps.store, deps.gateway, &push_id, &connection_id, deps.settings.max_attempts).await?;
+            let redelivery = delivery::Redelivery { store: deps.store, gateway: deps.gateway, timer: deps.timer, settings: deps.settings };
+            // The check for the new send is scheduled before it goes out (it supersedes the
+            // pending one); a failure fails the route, and the pending check still resends.
+            let outcome = redelivery.resend(&push_id, &connection_id, None).await?;
             tracing::info!(push_id, ?outcome, "nacked");
             match outcome {
-                Resend::Sent(_) => {
-                    if let Err(e) = deps.timer.schedule(&push_id, &connection_id, deps.settings.ack_timeout).await {
-                        tracing::error!(push_id, error = %e, "could not schedule the redelivery check");
-                    }
-                    Ok(apigw::ok())
-                }
                 Resend::Unknown => Ok(error_reply("unknown_push", format!("no delivery of push {push_id} to this connection"))),
-                Resend::Acked | Resend::Closed | Resend::Gone => Ok(apigw::ok()),
+                Resend::Sent(_) | Resend::Acked | Resend::Stale | Resend::Closed | Resend::Gone => Ok(apigw::ok()),
             }
         }
     }
@@ -77,9 +76,10 @@ pub async fn handle<S: DeliveryStore + ?Sized>(deps: &AckDeps<'_, S>, event: WsE
 mod tests {
     use super::*;
     use base64::Engine as _;
+    use herald::delivery::RedeliveryCheck;
     use herald::domain::Delivery;
     use herald::gateway::{Frame, RecordingGateway};
-    use herald::protocol::ack_protobuf;
+    use herald::protocol::{ack_protobuf, ack_protobuf_base64};
     use herald::queue::QueueError;
     use herald::store::memory::MemoryStore;
     use std::sync::Mutex;
@@ -90,8 +90,8 @@ mod tests {
 
     #[async_trait::async_trait]
     impl RedeliveryTimer for Timer {
-        async fn schedule(&self, p: &str, c: &str, _after: Duration) -> Result<(), QueueError> {
-            self.0.lock().unwrap().push((p.into(), c.into()));
+        async fn schedule(&self, check: &RedeliveryCheck, _after: Duration) -> Result<(), QueueError> {
+            self.0.lock().unwrap().push((check.push_id.clone(), check.connection_id.clone()));
             Ok(())
         }
     }
@@ -139,6 +139,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_base64_protobuf_ack_in_a_text_frame_marks_the_delivery_acked() {
+        let (store, gw, timer, settings) = (store_with_delivery().await, RecordingGateway::default(), Timer::default(), Default::default());
+        let deps = AckDeps { store: &store, gateway: &gw, timer: &timer, settings: &settings };
+        let r = handle(&deps, text(&ack_protobuf_base64("p1", AckStatus::Ack))).await.unwrap();
+        assert!(apigw::response_body(&r).is_none());
+        assert!(store.get_delivery("p1", "c1").await.unwrap().unwrap().acked);
+    }
+
+    #[tokio::test]
+    async fn a_base64_protobuf_nack_resends_at_once() {
+        let (store, gw, timer, settings) = (store_with_delivery().await, RecordingGateway::default(), Timer::default(), Default::default());
+        let deps = AckDeps { store: &store, gateway: &gw, timer: &timer, settings: &settings };
+        let r = handle(&deps, text(&ack_protobuf_base64("p1", AckStatus::Nack))).await.unwrap();
+        assert!(apigw::response_body(&r).is_none());
+        assert_eq!(gw.sent_to("c1"), vec![Frame::Text("{\"type\":\"push\"}".into())]);
+        assert!(!store.get_delivery("p1", "c1").await.unwrap().unwrap().acked);
+    }
+
+    #[tokio::test]
     async fn a_nack_resends_the_same_frame_at_once_and_schedules_a_check() {
         let (store, gw, timer, settings) = (store_with_delivery().await, RecordingGateway::default(), Timer::default(), Default::default());
         let deps = AckDeps { store: &store, gateway: &gw, timer: &timer, settings: &settings };
@@ -155,6 +174,13 @@ mod tests {
         assert_eq!(code(&handle(&deps, text(r#"{"type":"ack","push_id":"nope"}"#)).await.unwrap()), "unknown_push");
         assert_eq!(code(&handle(&deps, binary(&[0xff, 0x01])).await.unwrap()), "bad_protobuf");
         assert_eq!(code(&handle(&deps, text(r#"{"type":"hello"}"#)).await.unwrap()), "unknown_type");
+        // Text that is neither JSON nor base64, and base64 that is no ClientMessage.
+        assert_eq!(code(&handle(&deps, text("ack p1 please")).await.unwrap()), "bad_json");
+        assert_eq!(
+            code(&handle(&deps, text(&base64::engine::general_purpose::STANDARD.encode([0xff, 0x01]))).await.unwrap()),
+            "bad_protobuf"
+        );
+        assert_eq!(code(&handle(&deps, text(&ack_protobuf_base64("nope", AckStatus::Ack))).await.unwrap()), "unknown_push");
     }
 }
 

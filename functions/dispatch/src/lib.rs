@@ -1,13 +1,15 @@
 //! `dispatch`: the consumer of the notifications queue (SQS) and of Kafka (topic
-//! `notification.send`). For each message it finds the target connections with Queries, encodes
-//! the push once per encoding, posts with bounded concurrency, deletes connections that are gone
-//! (410), retries throttling with backoff, records ack-mode deliveries and schedules their
-//! redelivery checks, pushes a message id once however often it is handed over, and sets aside
-//! (dead-letters) what can never be delivered without blocking the rest of the batch.
+//! `notification.send`), and the fan-out's coordinator. For each message it claims the push
+//! (idempotency key namespaced by the message's source, an owner token and a renewed lease),
+//! finds the target connections with Queries and hands them out in delivery batches of a few
+//! hundred on the fan-out queue, where `herald-deliver` workers post them; a push whose targets
+//! fit one batch is delivered at once by the same worker code. No invocation's work grows with
+//! the audience beyond reading its keys. What can never be delivered is set aside
+//! (dead-lettered) without blocking the rest of the batch; a Kafka record that keeps failing is
+//! dead-lettered after a few tries so its partition moves on.
 
 pub mod message;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::kafka::KafkaEvent;
@@ -16,22 +18,20 @@ use base64::Engine as _;
 use futures::StreamExt;
 use herald::config::DeliveryConfig;
 use herald::delivery::RedeliveryTimer;
-use herald::domain::{AckMode, Api, Audience, Claim, Delivery, Encoding, Push, Target, epoch_secs, now};
-use herald::gateway::{Frame, Gateway, GatewayError};
-use herald::protocol::encode_push;
+use herald::domain::{Api, Audience, Claim, Push, Target, epoch_secs, now};
+use herald::gateway::Gateway;
 use herald::queue::Queue;
 use herald::store::{ConnectionStore, DeliveryStore, StoreError, SubscriptionStore};
+use herald_deliver::{DeliverDeps, DeliveryBatch, RECORD_TTL_SECS};
 
 pub use message::Undeliverable;
 
-/// How many posts to the management API run at once for one message.
-pub const POST_CONCURRENCY: usize = 64;
 /// Subscribers read per Query page during an event fan-out.
 pub const PAGE_SIZE: usize = 1000;
-/// How long a claim on a push id holds before another worker may retake it.
-pub const CLAIM_LEASE: Duration = Duration::from_secs(120);
-/// How long delivery records and claims are kept (TTL).
-pub const RECORD_TTL_SECS: i64 = 24 * 60 * 60;
+/// Batches handed to the fan-out queue at once.
+const ENQUEUE_CONCURRENCY: usize = 16;
+/// Tries of one Kafka record before it is dead-lettered and its partition moves on.
+pub const KAFKA_RECORD_TRIES: u32 = 3;
 
 /// What dispatch needs; every handler of the queue consumer shares it.
 pub struct DispatchDeps<'a, S: ?Sized> {
@@ -40,6 +40,8 @@ pub struct DispatchDeps<'a, S: ?Sized> {
     pub timer: &'a dyn RedeliveryTimer,
     /// Where undeliverable messages are set aside (the dead-letter queue).
     pub dead_letters: &'a dyn Queue,
+    /// The fan-out queue: delivery batches for the workers (`herald-deliver`).
+    pub fanout: &'a dyn Queue,
     pub settings: &'a DeliveryConfig,
 }
 
@@ -47,7 +49,7 @@ pub struct DispatchDeps<'a, S: ?Sized> {
 pub enum DispatchError {
     #[error(transparent)]
     Undeliverable(#[from] Undeliverable),
-    /// Worth retrying later: the store or the management API failed, or another worker holds the push.
+    /// Worth retrying later: the store or the queue failed, or another worker holds the push.
     #[error("transient failure: {0}")]
     Transient(String),
     #[error("store failed: {0}")]
@@ -57,175 +59,167 @@ pub enum DispatchError {
 /// What one message did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Delivered {
-    /// Frames posted.
+    /// Frames posted here (a push whose targets fit one batch is delivered at once).
     pub sent: usize,
     /// Connections found gone (410) and deleted.
     pub gone: usize,
+    /// Batches handed to the fan-out queue.
+    pub batches: usize,
     /// The message had been pushed before: nothing was sent.
     pub duplicate: bool,
 }
 
-#[derive(Default)]
-struct Tally {
-    sent: AtomicUsize,
-    gone: AtomicUsize,
-    failed: AtomicUsize,
-}
-
-/// Posts one frame, retrying throttling (429) with exponential backoff.
-async fn post_with_backoff(gateway: &dyn Gateway, connection_id: &str, frame: &Frame) -> Result<(), GatewayError> {
-    let mut delay = Duration::from_millis(50);
-    for _ in 0..4 {
-        match gateway.post(connection_id, frame).await {
-            Err(GatewayError::Throttled) => {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-            other => return other,
-        }
-    }
-    gateway.post(connection_id, frame).await
+/// The idempotency key of a message: its id within its source (the queue's ARN, or the Kafka
+/// topic), so one producer's id never suppresses another source's message.
+pub fn idempotency_key(source: &str, push_id: &str) -> String {
+    format!("{}:{source}|{push_id}", source.len())
 }
 
 impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + ?Sized> DispatchDeps<'_, S> {
-    /// Delivers one push to every target connection; idempotent per push id.
+    fn worker(&self) -> DeliverDeps<'_, S> {
+        DeliverDeps { store: self.store, gateway: self.gateway, timer: self.timer, settings: self.settings }
+    }
+
+    /// Fans one push out; idempotent per `key` ([`idempotency_key`]). The coordinator claims
+    /// the push, reads its targets page by page and hands them out in delivery batches; a push
+    /// whose targets fit one batch is delivered here at once (the common direct push), and
+    /// what failed of it goes to the fan-out queue.
     #[tracing::instrument(skip_all, fields(push_id = %push.id))]
-    pub async fn deliver(&self, push: &Push) -> Result<Delivered, DispatchError> {
+    pub async fn deliver(&self, push: &Push, key: &str) -> Result<Delivered, DispatchError> {
+        let owner = uuid::Uuid::new_v4().to_string();
         let expires_at = epoch_secs(now()) + RECORD_TTL_SECS;
-        match self.store.claim_push(&push.id, CLAIM_LEASE, expires_at).await? {
+        // The lease (`HERALD_CLAIM_LEASE_MS`) is renewed after every page, so only a coordinator
+        // that stopped loses it.
+        match self.store.claim_push(key, &owner, self.settings.claim_lease, expires_at).await? {
             Claim::Done => return Ok(Delivered { duplicate: true, ..Default::default() }),
             Claim::Busy => return Err(DispatchError::Transient(format!("push {} is being delivered by another worker", push.id))),
             Claim::New | Claim::Retaken => {}
         }
-        let json = encode_push(push, Encoding::Json);
-        let protobuf = encode_push(push, Encoding::Protobuf);
-        let tally = Tally::default();
-        let result = self.fan_out(push, &json, &protobuf, &tally, expires_at).await;
-        let failed = tally.failed.load(Ordering::Relaxed);
-        if let Err(e) = result {
-            self.store.release_push(&push.id).await?;
-            return Err(e);
+        match self.fan_out(push, key, &owner).await {
+            Ok(delivered) => {
+                if !self.store.complete_push(key, &owner).await? {
+                    tracing::warn!("the claim was retaken meanwhile; the other coordinator completes it");
+                }
+                tracing::info!(sent = delivered.sent, gone = delivered.gone, batches = delivered.batches, "dispatched");
+                Ok(delivered)
+            }
+            Err(e) => {
+                self.store.release_push(key, &owner).await?;
+                Err(e)
+            }
         }
-        if failed > 0 {
-            self.store.release_push(&push.id).await?;
-            return Err(DispatchError::Transient(format!("{failed} posts failed")));
+    }
+
+    async fn fan_out(&self, push: &Push, key: &str, owner: &str) -> Result<Delivered, DispatchError> {
+        let targets: Vec<Target> = match push.audience() {
+            None => return Err(Undeliverable("the message names neither user_id nor event_name".into()).into()),
+            Some(Audience::User(user)) => {
+                self.store.user_connections(user).await?.iter().filter(|c| c.api == Api::Notify).map(Target::from).collect()
+            }
+            Some(Audience::UserEvent { user_id, event_name }) => {
+                self.store.user_event_subscribers(user_id, event_name).await?.into_iter().map(Target::from).collect()
+            }
+            Some(Audience::Event(event)) => return self.fan_out_event(push, key, owner, event).await,
+        };
+        let mut delivered = Delivered::default();
+        for batch in DeliveryBatch::split(key, push, targets) {
+            self.deliver_or_enqueue(batch, &mut delivered).await?;
         }
-        self.store.complete_push(&push.id).await?;
-        let delivered = Delivered { sent: tally.sent.load(Ordering::Relaxed), gone: tally.gone.load(Ordering::Relaxed), duplicate: false };
-        tracing::info!(sent = delivered.sent, gone = delivered.gone, "delivered");
         Ok(delivered)
     }
 
-    async fn fan_out(&self, push: &Push, json: &Frame, protobuf: &Frame, tally: &Tally, expires_at: i64) -> Result<(), DispatchError> {
-        let send_all = |targets: Vec<Target>| {
-            futures::stream::iter(targets).for_each_concurrent(POST_CONCURRENCY, |t| async move {
-                let frame = match t.encoding {
-                    Encoding::Json => json,
-                    Encoding::Protobuf => protobuf,
-                };
-                self.send_one(push, &t, frame, tally, expires_at).await;
-            })
-        };
-        match push.audience() {
-            None => return Err(Undeliverable("the message names neither user_id nor event_name".into()).into()),
-            Some(Audience::User(user)) => {
-                let targets = self.store.user_connections(user).await?.iter().filter(|c| c.api == Api::Notify).map(Target::from).collect();
-                send_all(targets).await;
-            }
-            Some(Audience::UserEvent { user_id, event_name }) => {
-                let targets = self.store.user_event_subscribers(user_id, event_name).await?.into_iter().map(Target::from).collect();
-                send_all(targets).await;
-            }
-            Some(Audience::Event(event)) => {
-                let mut cursor: Option<String> = None;
-                loop {
-                    let page = self.store.event_subscribers(event, cursor.as_deref(), PAGE_SIZE).await?;
-                    send_all(page.items.into_iter().map(Target::from).collect()).await;
-                    match page.next {
-                        Some(next) => cursor = Some(next),
-                        None => break,
-                    }
-                }
-            }
+    /// A one-batch audience is delivered at once; what failed of it, like every batch of a
+    /// larger fan-out, goes to the workers.
+    async fn deliver_or_enqueue(&self, batch: DeliveryBatch, delivered: &mut Delivered) -> Result<(), DispatchError> {
+        let outcome = self.worker().deliver_batch(&batch).await.map_err(|e| DispatchError::Transient(e.to_string()))?;
+        delivered.sent += outcome.sent;
+        delivered.gone += outcome.gone;
+        if !outcome.failed.is_empty() {
+            // The batch's marker names what is left: the worker posts only those.
+            self.enqueue(std::slice::from_ref(&batch)).await?;
+            delivered.batches += 1;
         }
         Ok(())
     }
 
-    async fn send_one(&self, push: &Push, target: &Target, frame: &Frame, tally: &Tally, expires_at: i64) {
-        let cid = target.connection_id.as_str();
-        if target.ack_mode == AckMode::Required {
-            let record = Delivery {
-                push_id: push.id.clone(),
-                connection_id: cid.to_string(),
-                attempts: 1,
-                acked: false,
-                frame: frame.as_bytes().to_vec(),
-                binary: frame.is_binary(),
-                expires_at,
-            };
-            match self.store.create_delivery(&record).await {
-                Ok(true) => {}
-                // Sent by an earlier attempt of this message; its redelivery checks are running.
-                Ok(false) => return,
-                Err(e) => {
-                    tracing::warn!(connection_id = cid, error = %e, "could not record the delivery");
-                    tally.failed.fetch_add(1, Ordering::Relaxed);
-                    return;
+    /// An event's subscribers, a page at a time, each page's batches on the fan-out queue.
+    async fn fan_out_event(&self, push: &Push, key: &str, owner: &str, event: &str) -> Result<Delivered, DispatchError> {
+        let mut delivered = Delivered::default();
+        let mut cursor: Option<String> = None;
+        let mut first = true;
+        loop {
+            let page = self.store.event_subscribers(event, cursor.as_deref(), PAGE_SIZE).await?;
+            let targets: Vec<Target> = page.items.into_iter().map(Target::from).collect();
+            if first && page.next.is_none() && targets.len() <= herald_deliver::BATCH_SIZE {
+                // Small enough for one batch: deliver now.
+                for batch in DeliveryBatch::split(key, push, targets) {
+                    self.deliver_or_enqueue(batch, &mut delivered).await?;
                 }
+                return Ok(delivered);
             }
-        }
-        match post_with_backoff(self.gateway, cid, frame).await {
-            Ok(()) => {
-                tally.sent.fetch_add(1, Ordering::Relaxed);
-                if target.ack_mode == AckMode::Required
-                    && let Err(e) = self.timer.schedule(&push.id, cid, self.settings.ack_timeout).await
-                {
-                    tracing::error!(connection_id = cid, error = %e, "could not schedule the redelivery check");
-                }
+            first = false;
+            let batches = DeliveryBatch::split(key, push, targets);
+            delivered.batches += batches.len();
+            self.enqueue(&batches).await?;
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(delivered),
             }
-            Err(GatewayError::Gone(_)) => {
-                tally.gone.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = herald_disconnect::forget(self.store, cid).await {
-                    tracing::warn!(connection_id = cid, error = %e, "could not delete a gone connection");
-                }
-            }
-            Err(GatewayError::PayloadRefused(reason)) => {
-                tracing::error!(connection_id = cid, reason, "the management API refused the payload");
-            }
-            Err(e) => {
-                tracing::warn!(connection_id = cid, error = %e, "post failed");
-                tally.failed.fetch_add(1, Ordering::Relaxed);
+            if !self.store.renew_claim(key, owner, self.settings.claim_lease).await? {
+                return Err(DispatchError::Transient(format!("the claim on push {} was lost", push.id)));
             }
         }
     }
 
-    /// One queue message: delivered, or set aside when it can never be.
-    async fn process(&self, body: &[u8], fallback_id: &str) -> Result<Delivered, DispatchError> {
+    async fn enqueue(&self, batches: &[DeliveryBatch]) -> Result<(), DispatchError> {
+        let bodies = batches
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(|e| DispatchError::Transient(format!("could not encode a batch: {e}")))?;
+        let sent: Vec<Result<String, herald::queue::QueueError>> = futures::stream::iter(bodies)
+            .map(|body| async move { self.fanout.send(&body).await })
+            .buffer_unordered(ENQUEUE_CONCURRENCY)
+            .collect()
+            .await;
+        match sent.into_iter().find_map(Result::err) {
+            Some(e) => Err(DispatchError::Transient(format!("could not hand a batch to the fan-out queue: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// One queue message from `source`: delivered, or set aside when it can never be.
+    async fn process(&self, source: &str, body: &[u8], fallback_id: &str) -> Result<Delivered, DispatchError> {
         match message::parse(body, fallback_id) {
-            Ok(push) => self.deliver(&push).await,
+            Ok(push) => self.deliver(&push, &idempotency_key(source, &push.id)).await,
             Err(undeliverable) => {
                 tracing::error!(message_id = fallback_id, reason = %undeliverable.0, "dead-lettering an undeliverable message");
                 let envelope = serde_json::json!({
                     "reason": undeliverable.0,
+                    "source": source,
                     "source_message_id": fallback_id,
                     "body": String::from_utf8_lossy(body),
                 });
-                self.dead_letters
-                    .send(&envelope.to_string())
-                    .await
-                    .map_err(|e| DispatchError::Transient(format!("could not dead-letter: {e}")))?;
+                self.dead_letter(&envelope).await?;
                 Ok(Delivered::default())
             }
         }
     }
 
-    /// An SQS batch: only the records that failed transiently are reported for retry.
+    async fn dead_letter(&self, envelope: &serde_json::Value) -> Result<(), DispatchError> {
+        self.dead_letters.send(&envelope.to_string()).await.map_err(|e| DispatchError::Transient(format!("could not dead-letter: {e}")))?;
+        Ok(())
+    }
+
+    /// An SQS batch: only the records that failed transiently are reported for retry. A
+    /// record's idempotency key is namespaced by its queue (`eventSourceARN`).
     pub async fn handle_sqs(&self, event: SqsEvent) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
         for record in event.records {
             let id = record.message_id.clone().unwrap_or_default();
+            let source = record.event_source_arn.as_deref().unwrap_or("sqs");
             let body = record.body.as_deref().unwrap_or_default();
-            if let Err(e) = self.process(body.as_bytes(), &id).await {
+            if let Err(e) = self.process(source, body.as_bytes(), &id).await {
                 tracing::warn!(message_id = id, error = %e, "will be retried");
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = id;
@@ -235,21 +229,51 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + ?Sized> DispatchDe
         response
     }
 
-    /// A Kafka batch (MSK or self-managed): base64 values, several partitions. Undeliverable
-    /// records are dead-lettered; a transient failure fails the batch so that it is retried
-    /// (records already pushed are skipped then: their ids are claimed).
+    /// A Kafka batch (MSK or self-managed): base64 values, several partitions, in offset order
+    /// per partition. Each record is handled alone: an undeliverable one is dead-lettered; one
+    /// that keeps failing is tried [`KAFKA_RECORD_TRIES`] times and then dead-lettered with its
+    /// topic, partition and offset, so its partition moves on. Only a failure to dead-letter
+    /// fails the batch (records already pushed are skipped on the retry: they are claimed).
+    /// A record's idempotency key is namespaced by its topic.
     pub async fn handle_kafka(&self, event: KafkaEvent) -> Result<usize, DispatchError> {
         let mut processed = 0;
         let mut records: Vec<_> = event.records.into_values().flatten().collect();
         records.sort_by(|a, b| (a.topic.as_deref(), a.partition, a.offset).cmp(&(b.topic.as_deref(), b.partition, b.offset)));
         for record in records {
-            let fallback = format!("kafka:{}:{}:{}", record.topic.as_deref().unwrap_or_default(), record.partition, record.offset);
+            let topic = record.topic.as_deref().unwrap_or_default();
+            let source = format!("kafka:{topic}");
+            let fallback = format!("kafka:{topic}:{}:{}", record.partition, record.offset);
             let value = match record.value.as_deref().map(|v| base64::engine::general_purpose::STANDARD.decode(v)) {
                 Some(Ok(bytes)) => bytes,
                 Some(Err(_)) => b"<value is not base64>".to_vec(),
                 None => Vec::new(),
             };
-            self.process(&value, &fallback).await?;
+            let mut backoff = Duration::from_millis(100);
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match self.process(&source, &value, &fallback).await {
+                    Ok(_) => break,
+                    Err(e) if tries < KAFKA_RECORD_TRIES => {
+                        tracing::warn!(record = fallback, tries, error = %e, "will be retried");
+                        tokio::time::sleep(backoff).await;
+                        backoff *= 4;
+                    }
+                    Err(e) => {
+                        tracing::error!(record = fallback, tries, error = %e, "dead-lettering a record that keeps failing");
+                        let envelope = serde_json::json!({
+                            "reason": format!("failed {tries} times: {e}"),
+                            "source": source,
+                            "topic": topic,
+                            "partition": record.partition,
+                            "offset": record.offset,
+                            "body": String::from_utf8_lossy(&value),
+                        });
+                        self.dead_letter(&envelope).await?;
+                        break;
+                    }
+                }
+            }
             processed += 1;
         }
         Ok(processed)
@@ -257,3 +281,6 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + ?Sized> DispatchDe
 }
 
 herald::lambda_diagnostic!(DispatchError);
+
+#[cfg(test)]
+mod tests;

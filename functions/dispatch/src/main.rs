@@ -19,7 +19,10 @@ async fn main() -> Result<(), Error> {
     let timer = herald::runtime::redelivery_timer(&sdk)?;
     let dlq_url = herald::config::required(&herald::config::env, "HERALD_DEAD_LETTER_QUEUE_URL")?;
     let dead_letters = herald::queue::SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), dlq_url);
-    let deps = DispatchDeps { store: &store, gateway: &gateway, timer: &timer, dead_letters: &dead_letters, settings: &settings };
+    let fanout_url = herald::config::required(&herald::config::env, "HERALD_FANOUT_QUEUE_URL")?;
+    let fanout = herald::queue::SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), fanout_url);
+    let deps =
+        DispatchDeps { store: &store, gateway: &gateway, timer: &timer, dead_letters: &dead_letters, fanout: &fanout, settings: &settings };
     run(service_fn(|e: LambdaEvent<Value>| {
         let deps = &deps;
         async move {

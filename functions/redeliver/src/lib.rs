@@ -28,7 +28,8 @@ pub enum RedeliverError {
 impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + ?Sized> RedeliverDeps<'_, S> {
     /// One check; `Gone` deletes the connection's records.
     pub async fn check(&self, check: &RedeliveryCheck) -> Result<Resend, RedeliverError> {
-        let outcome = delivery::redeliver(self.store, self.gateway, self.timer, self.settings, check).await?;
+        let redelivery = delivery::Redelivery { store: self.store, gateway: self.gateway, timer: self.timer, settings: self.settings };
+        let outcome = redelivery.redeliver(check).await?;
         if outcome == Resend::Gone {
             herald_disconnect::forget(self.store, &check.connection_id).await?;
         }

@@ -71,7 +71,8 @@ create_table "${PREFIX}counters" \
   --attribute-definitions AttributeName=counter_id,AttributeType=S \
   --key-schema AttributeName=counter_id,KeyType=HASH
 
-# Queues (infra/template.yaml: NotificationsQueue, RedeliveryQueue and their dead-letter queues).
+# Queues (infra/template.yaml: NotificationsQueue, FanoutQueue, RedeliveryQueue and their dead-letter queues).
 create_queue_with_dlq "${PREFIX}notifications" 360 345600
+create_queue_with_dlq "${PREFIX}fanout" 180 86400
 create_queue_with_dlq "${PREFIX}redelivery" 180 86400
 echo "herald: LocalStack resources ready"

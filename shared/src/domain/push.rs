@@ -71,6 +71,15 @@ pub enum Claim {
     Busy,
 }
 
+/// How far a delivery batch of a fan-out got (the fan-out queue's workers, issue 10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchState {
+    /// Every target was served (or is gone): the batch is never posted again.
+    Done,
+    /// These connection ids are still to be served; the others were.
+    Remaining(Vec<String>),
+}
+
 /// What an ack or nack did to a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckOutcome {

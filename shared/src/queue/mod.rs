@@ -60,10 +60,8 @@ impl SqsRedeliveryTimer {
 
 #[async_trait]
 impl crate::delivery::RedeliveryTimer for SqsRedeliveryTimer {
-    async fn schedule(&self, push_id: &str, connection_id: &str, after: std::time::Duration) -> Result<(), QueueError> {
-        let body =
-            serde_json::to_string(&crate::delivery::RedeliveryCheck { push_id: push_id.into(), connection_id: connection_id.into() })
-                .map_err(|e| QueueError::Send(Box::new(e)))?;
+    async fn schedule(&self, check: &crate::delivery::RedeliveryCheck, after: std::time::Duration) -> Result<(), QueueError> {
+        let body = serde_json::to_string(check).map_err(|e| QueueError::Send(Box::new(e)))?;
         let delay = after.as_millis().div_ceil(1000).min(900) as i32;
         self.queue
             .client

@@ -1,6 +1,9 @@
 //! The in-memory store: herald-local's embedded backend and the handlers' unit tests.
 //! It keeps DynamoDB's semantics that callers can observe: conditional writes, sequential ids,
-//! paging with cursors, the 400 KB item limit.
+//! paging with cursors, the 400 KB item limit, and TTLs: connections, subscriptions, claims,
+//! delivery records and batch markers past their `expires_at` are not returned, as DynamoDB reads
+//! that filter on the TTL attribute return none (TTL deletes late). Here an expired item is as
+//! good as deleted, for reads and for writes alike (see [`expired`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -22,6 +25,11 @@ struct Inner {
     /// user_event_key -> connection ids
     user_event_subscribers: HashMap<String, BTreeSet<String>>,
     claims: HashMap<String, ClaimState>,
+    /// push id -> its claim's TTL
+    claim_expiry: HashMap<String, i64>,
+    batches: HashMap<String, BatchState>,
+    /// batch id -> its marker's TTL
+    batch_expiry: HashMap<String, i64>,
     deliveries: HashMap<(String, String), Delivery>,
     conversation_counter: i64,
     conversations: HashMap<String, ConversationState>,
@@ -33,7 +41,7 @@ struct Inner {
 }
 
 enum ClaimState {
-    Sending { lease_until: Instant },
+    Sending { lease_until: Instant, owner: String },
     Done,
 }
 
@@ -64,6 +72,65 @@ fn check_size(what: &str, bytes: usize) -> StoreResult<()> {
     if bytes > MAX_ITEM_BYTES { Err(StoreError::ItemTooLarge(format!("{what} is {bytes} bytes, over {MAX_ITEM_BYTES}"))) } else { Ok(()) }
 }
 
+/// Epoch seconds now, what TTLs are read against.
+fn epoch_now() -> i64 {
+    crate::domain::epoch_secs(crate::domain::now())
+}
+
+/// Whether an item whose TTL attribute is `expires_at` (epoch seconds) has expired at `now`.
+/// DynamoDB deletes expired items late (within days) and Herald's reads do not count on them;
+/// here they are gone the moment they expire. A TTL of 0 or less is no TTL (DynamoDB's TTL
+/// process ignores values that far in the past as well).
+pub(crate) fn expired(expires_at: i64, now: i64) -> bool {
+    expires_at > 0 && expires_at <= now
+}
+
+impl Inner {
+    /// Drops the connection if its TTL has passed.
+    fn expire_connection(&mut self, id: &str, now: i64) {
+        if self.connections.get(id).is_some_and(|c| expired(c.expires_at, now))
+            && let Some(old) = self.connections.remove(id)
+        {
+            remove_from(&mut self.user_connections, &old.user_id, id);
+        }
+    }
+
+    /// Drops the connection's subscriptions whose TTL has passed.
+    fn expire_subscriptions(&mut self, connection_id: &str, now: i64) {
+        let stale: Vec<String> = self
+            .subscriptions
+            .get(connection_id)
+            .map(|m| m.values().filter(|s| expired(s.expires_at, now)).map(|s| s.event_name.clone()).collect())
+            .unwrap_or_default();
+        for event_name in stale {
+            self.remove_subscription(connection_id, &event_name);
+        }
+    }
+
+    /// Drops the push's claim if its TTL has passed.
+    fn expire_claim(&mut self, push_id: &str, now: i64) {
+        if self.claim_expiry.get(push_id).is_some_and(|e| expired(*e, now)) {
+            self.claims.remove(push_id);
+            self.claim_expiry.remove(push_id);
+        }
+    }
+
+    /// Drops the delivery record if its TTL has passed.
+    fn expire_delivery(&mut self, key: &(String, String), now: i64) {
+        if self.deliveries.get(key).is_some_and(|d| expired(d.expires_at, now)) {
+            self.deliveries.remove(key);
+        }
+    }
+
+    /// Drops the batch marker if its TTL has passed.
+    fn expire_batch(&mut self, batch_id: &str, now: i64) {
+        if self.batch_expiry.get(batch_id).is_some_and(|e| expired(*e, now)) {
+            self.batches.remove(batch_id);
+            self.batch_expiry.remove(batch_id);
+        }
+    }
+}
+
 fn remove_from(index: &mut HashMap<String, BTreeSet<String>>, key: &str, value: &str) {
     if let Some(set) = index.get_mut(key) {
         set.remove(value);
@@ -85,11 +152,14 @@ impl ConnectionStore for MemoryStore {
     }
 
     async fn get_connection(&self, id: &str) -> StoreResult<Option<Connection>> {
-        Ok(self.lock().connections.get(id).cloned())
+        let mut g = self.lock();
+        g.expire_connection(id, epoch_now());
+        Ok(g.connections.get(id).cloned())
     }
 
     async fn delete_connection(&self, id: &str) -> StoreResult<Option<Connection>> {
         let mut g = self.lock();
+        g.expire_connection(id, epoch_now());
         let old = g.connections.remove(id);
         if let Some(old) = &old {
             remove_from(&mut g.user_connections, &old.user_id, id);
@@ -98,7 +168,11 @@ impl ConnectionStore for MemoryStore {
     }
 
     async fn user_connections(&self, user_id: &str) -> StoreResult<Vec<Connection>> {
-        let g = self.lock();
+        let mut g = self.lock();
+        let now = epoch_now();
+        for id in g.user_connections.get(user_id).cloned().unwrap_or_default() {
+            g.expire_connection(&id, now);
+        }
         Ok(g.user_connections.get(user_id).into_iter().flatten().filter_map(|id| g.connections.get(id).cloned()).collect())
     }
 }
@@ -131,15 +205,20 @@ impl SubscriptionStore for MemoryStore {
     }
 
     async fn unsubscribe(&self, connection_id: &str, event_name: &str) -> StoreResult<bool> {
-        Ok(self.lock().remove_subscription(connection_id, event_name))
+        let mut g = self.lock();
+        g.expire_subscriptions(connection_id, epoch_now());
+        Ok(g.remove_subscription(connection_id, event_name))
     }
 
     async fn connection_subscriptions(&self, connection_id: &str) -> StoreResult<Vec<String>> {
-        Ok(self.lock().subscriptions.get(connection_id).map(|s| s.keys().cloned().collect()).unwrap_or_default())
+        let mut g = self.lock();
+        g.expire_subscriptions(connection_id, epoch_now());
+        Ok(g.subscriptions.get(connection_id).map(|s| s.keys().cloned().collect()).unwrap_or_default())
     }
 
     async fn delete_connection_subscriptions(&self, connection_id: &str) -> StoreResult<usize> {
         let mut g = self.lock();
+        g.expire_subscriptions(connection_id, epoch_now());
         let events: Vec<String> = g.subscriptions.get(connection_id).map(|s| s.keys().cloned().collect()).unwrap_or_default();
         for e in &events {
             g.remove_subscription(connection_id, e);
@@ -160,6 +239,7 @@ impl SubscriptionStore for MemoryStore {
             return Err(StoreError::Invalid("page cursor of another shard".into()));
         }
         let g = self.lock();
+        let now = epoch_now();
         let Some(ids) = g.event_subscribers.get(&event_shard_key(event_name, shard)) else { return Ok(Page { items: vec![], next: None }) };
         let mut iter: Box<dyn Iterator<Item = &String>> = match cursor {
             Some(after) => Box::new(ids.range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))),
@@ -170,7 +250,7 @@ impl SubscriptionStore for MemoryStore {
         let mut last = None;
         for id in iter.by_ref().take(limit) {
             last = Some(id);
-            if let Some(s) = g.subscriptions.get(id).and_then(|m| m.get(event_name)) {
+            if let Some(s) = g.subscriptions.get(id).and_then(|m| m.get(event_name)).filter(|s| !expired(s.expires_at, now)) {
                 items.push(s.clone());
             }
         }
@@ -180,38 +260,61 @@ impl SubscriptionStore for MemoryStore {
 
     async fn user_event_subscribers(&self, user_id: &str, event_name: &str) -> StoreResult<Vec<Subscription>> {
         let g = self.lock();
+        let now = epoch_now();
         Ok(g.user_event_subscribers
             .get(&user_event_key(user_id, event_name))
             .into_iter()
             .flatten()
-            .filter_map(|id| g.subscriptions.get(id).and_then(|m| m.get(event_name)).cloned())
+            .filter_map(|id| g.subscriptions.get(id).and_then(|m| m.get(event_name)).filter(|s| !expired(s.expires_at, now)).cloned())
             .collect())
     }
 }
 
 #[async_trait]
 impl DeliveryStore for MemoryStore {
-    async fn claim_push(&self, push_id: &str, lease: Duration, _expires_at: i64) -> StoreResult<Claim> {
+    async fn claim_push(&self, push_id: &str, owner: &str, lease: Duration, expires_at: i64) -> StoreResult<Claim> {
         let mut g = self.lock();
+        g.expire_claim(push_id, epoch_now());
         let now = Instant::now();
         let outcome = match g.claims.get(push_id) {
             None => Claim::New,
             Some(ClaimState::Done) => return Ok(Claim::Done),
-            Some(ClaimState::Sending { lease_until }) if *lease_until > now => return Ok(Claim::Busy),
+            Some(ClaimState::Sending { lease_until, .. }) if *lease_until > now => return Ok(Claim::Busy),
             Some(ClaimState::Sending { .. }) => Claim::Retaken,
         };
-        g.claims.insert(push_id.to_string(), ClaimState::Sending { lease_until: now + lease });
+        g.claims.insert(push_id.to_string(), ClaimState::Sending { lease_until: now + lease, owner: owner.to_string() });
+        g.claim_expiry.insert(push_id.to_string(), expires_at);
         Ok(outcome)
     }
 
-    async fn complete_push(&self, push_id: &str) -> StoreResult<()> {
-        self.lock().claims.insert(push_id.to_string(), ClaimState::Done);
-        Ok(())
+    async fn renew_claim(&self, push_id: &str, owner: &str, lease: Duration) -> StoreResult<bool> {
+        let mut g = self.lock();
+        g.expire_claim(push_id, epoch_now());
+        match g.claims.get_mut(push_id) {
+            Some(ClaimState::Sending { lease_until, owner: holder }) if holder == owner => {
+                *lease_until = Instant::now() + lease;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
-    async fn release_push(&self, push_id: &str) -> StoreResult<()> {
+    async fn complete_push(&self, push_id: &str, owner: &str) -> StoreResult<bool> {
         let mut g = self.lock();
-        if matches!(g.claims.get(push_id), Some(ClaimState::Sending { .. })) {
+        g.expire_claim(push_id, epoch_now());
+        match g.claims.get(push_id) {
+            Some(ClaimState::Sending { owner: holder, .. }) if holder == owner => {
+                g.claims.insert(push_id.to_string(), ClaimState::Done);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn release_push(&self, push_id: &str, owner: &str) -> StoreResult<()> {
+        let mut g = self.lock();
+        g.expire_claim(push_id, epoch_now());
+        if matches!(g.claims.get(push_id), Some(ClaimState::Sending { owner: holder, .. }) if holder == owner) {
             g.claims.remove(push_id);
         }
         Ok(())
@@ -221,6 +324,7 @@ impl DeliveryStore for MemoryStore {
         check_size("delivery", d.frame.len() + d.push_id.len() + d.connection_id.len() + 64)?;
         let mut g = self.lock();
         let key = (d.push_id.clone(), d.connection_id.clone());
+        g.expire_delivery(&key, epoch_now());
         if g.deliveries.contains_key(&key) {
             return Ok(false);
         }
@@ -229,13 +333,18 @@ impl DeliveryStore for MemoryStore {
     }
 
     async fn get_delivery(&self, push_id: &str, connection_id: &str) -> StoreResult<Option<Delivery>> {
-        Ok(self.lock().deliveries.get(&(push_id.to_string(), connection_id.to_string())).cloned())
+        let mut g = self.lock();
+        let key = (push_id.to_string(), connection_id.to_string());
+        g.expire_delivery(&key, epoch_now());
+        Ok(g.deliveries.get(&key).cloned())
     }
 
-    async fn record_attempt(&self, push_id: &str, connection_id: &str) -> StoreResult<Option<u32>> {
+    async fn record_attempt(&self, push_id: &str, connection_id: &str, expected: u32) -> StoreResult<Option<u32>> {
         let mut g = self.lock();
-        match g.deliveries.get_mut(&(push_id.to_string(), connection_id.to_string())) {
-            Some(d) if !d.acked => {
+        let key = (push_id.to_string(), connection_id.to_string());
+        g.expire_delivery(&key, epoch_now());
+        match g.deliveries.get_mut(&key) {
+            Some(d) if !d.acked && d.attempts == expected => {
                 d.attempts += 1;
                 Ok(Some(d.attempts))
             }
@@ -245,13 +354,31 @@ impl DeliveryStore for MemoryStore {
 
     async fn ack_delivery(&self, push_id: &str, connection_id: &str) -> StoreResult<AckOutcome> {
         let mut g = self.lock();
-        match g.deliveries.get_mut(&(push_id.to_string(), connection_id.to_string())) {
+        let key = (push_id.to_string(), connection_id.to_string());
+        g.expire_delivery(&key, epoch_now());
+        match g.deliveries.get_mut(&key) {
             Some(d) => {
                 d.acked = true;
                 Ok(AckOutcome::Acked)
             }
             None => Ok(AckOutcome::Unknown),
         }
+    }
+
+    async fn get_batch(&self, batch_id: &str) -> StoreResult<Option<BatchState>> {
+        let mut g = self.lock();
+        g.expire_batch(batch_id, epoch_now());
+        Ok(g.batches.get(batch_id).cloned())
+    }
+
+    async fn save_batch(&self, batch_id: &str, state: &BatchState, expires_at: i64) -> StoreResult<()> {
+        let mut g = self.lock();
+        g.expire_batch(batch_id, epoch_now());
+        if g.batches.get(batch_id) != Some(&BatchState::Done) {
+            g.batches.insert(batch_id.to_string(), state.clone());
+            g.batch_expiry.insert(batch_id.to_string(), expires_at);
+        }
+        Ok(())
     }
 }
 
@@ -382,5 +509,114 @@ impl MemberStore for MemoryStore {
 
     async fn channel_members(&self, session_channel: &str) -> StoreResult<Vec<String>> {
         Ok(self.lock().channel_members.get(session_channel).map(|s| s.iter().cloned().collect()).unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+    use crate::domain::Api;
+
+    fn past() -> i64 {
+        epoch_now() - 1
+    }
+
+    fn future() -> i64 {
+        epoch_now() + 3600
+    }
+
+    fn connection(id: &str, expires_at: i64) -> Connection {
+        Connection { expires_at, ..Connection::opened(id, "u1", Api::Notify, Duration::from_secs(3600)) }
+    }
+
+    fn delivery(push: &str, expires_at: i64) -> Delivery {
+        Delivery {
+            push_id: push.into(),
+            connection_id: "c1".into(),
+            attempts: 1,
+            acked: false,
+            frame: b"{}".to_vec(),
+            binary: false,
+            expires_at,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_expired_connection_is_not_returned() {
+        let s = MemoryStore::new();
+        s.put_connection(&connection("old", past())).await.unwrap();
+        s.put_connection(&connection("live", future())).await.unwrap();
+        assert_eq!(s.get_connection("old").await.unwrap(), None);
+        assert!(s.get_connection("live").await.unwrap().is_some());
+        let ids: Vec<String> = s.user_connections("u1").await.unwrap().into_iter().map(|c| c.connection_id).collect();
+        assert_eq!(ids, ["live"]);
+        assert_eq!(s.delete_connection("old").await.unwrap(), None, "an expired item is as good as deleted");
+    }
+
+    #[tokio::test]
+    async fn a_ttl_of_zero_is_no_ttl() {
+        let s = MemoryStore::new();
+        s.put_connection(&connection("c", 0)).await.unwrap();
+        assert!(s.get_connection("c").await.unwrap().is_some());
+        s.create_delivery(&delivery("p", 0)).await.unwrap();
+        assert!(s.get_delivery("p", "c1").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn expired_subscriptions_are_not_targets() {
+        let s = MemoryStore::new();
+        let old = connection("old", past());
+        let live = connection("live", future());
+        for c in [&old, &live] {
+            s.subscribe(&Subscription::of(c, "e")).await.unwrap();
+        }
+        let mut fanout = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = s.event_subscribers("e", cursor.as_deref(), 10).await.unwrap();
+            fanout.extend(page.items.into_iter().map(|s| s.connection_id));
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(fanout, ["live"]);
+        let direct: Vec<String> = s.user_event_subscribers("u1", "e").await.unwrap().into_iter().map(|s| s.connection_id).collect();
+        assert_eq!(direct, ["live"]);
+        assert!(s.connection_subscriptions("old").await.unwrap().is_empty());
+        assert!(!s.unsubscribe("old", "e").await.unwrap());
+        assert_eq!(s.delete_connection_subscriptions("live").await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_expired_claim_is_claimed_anew() {
+        let s = MemoryStore::new();
+        let lease = Duration::from_secs(60);
+        assert_eq!(s.claim_push("p", "w1", lease, past()).await.unwrap(), Claim::New);
+        // Done, but expired: a message handed over again after the TTL is a new push.
+        assert!(!s.complete_push("p", "w1").await.unwrap(), "an expired claim is not w1's any more");
+        assert_eq!(s.claim_push("p", "w2", lease, future()).await.unwrap(), Claim::New);
+        assert!(s.complete_push("p", "w2").await.unwrap());
+        assert_eq!(s.claim_push("p", "w3", lease, future()).await.unwrap(), Claim::Done);
+    }
+
+    #[tokio::test]
+    async fn an_expired_delivery_record_is_unknown() {
+        let s = MemoryStore::new();
+        s.create_delivery(&delivery("p", past())).await.unwrap();
+        assert_eq!(s.get_delivery("p", "c1").await.unwrap(), None);
+        assert_eq!(s.record_attempt("p", "c1", 1).await.unwrap(), None);
+        assert_eq!(s.ack_delivery("p", "c1").await.unwrap(), AckOutcome::Unknown);
+        assert!(s.create_delivery(&delivery("p", future())).await.unwrap(), "created again once expired");
+        assert_eq!(s.record_attempt("p", "c1", 1).await.unwrap(), Some(2));
+    }
+
+    #[tokio::test]
+    async fn an_expired_batch_marker_is_not_returned() {
+        let s = MemoryStore::new();
+        s.save_batch("b", &BatchState::Done, past()).await.unwrap();
+        assert_eq!(s.get_batch("b").await.unwrap(), None);
+        s.save_batch("b", &BatchState::Remaining(vec!["c1".into()]), future()).await.unwrap();
+        assert_eq!(s.get_batch("b").await.unwrap(), Some(BatchState::Remaining(vec!["c1".into()])));
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod dynamodb;
 mod error;
+pub mod faults;
 pub mod memory;
 mod shards;
 pub mod tables;
@@ -15,7 +16,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{AckOutcome, ChatMessage, Claim, Connection, Conversation, Delivery, NewMessage, Subscription, UnreadCount};
+use crate::domain::{
+    AckOutcome, BatchState, ChatMessage, Claim, Connection, Conversation, Delivery, NewMessage, Subscription, UnreadCount,
+};
 pub use error::{StoreError, StoreResult};
 
 /// DynamoDB's item size limit; the memory store keeps it too.
@@ -71,21 +74,33 @@ pub trait SubscriptionStore: Send + Sync {
 
 #[async_trait]
 pub trait DeliveryStore: Send + Sync {
-    /// Claims a push id before fanning it out, so that a message the queue hands over twice is
-    /// pushed once. A claim not completed within `lease` may be retaken. `expires_at`: TTL.
-    async fn claim_push(&self, push_id: &str, lease: Duration, expires_at: i64) -> StoreResult<Claim>;
-    /// Marks a claimed push as delivered: later claims answer [`Claim::Done`].
-    async fn complete_push(&self, push_id: &str) -> StoreResult<()>;
-    /// Drops an unfinished claim so that a retry may start at once.
-    async fn release_push(&self, push_id: &str) -> StoreResult<()>;
+    /// Claims a push (its idempotency key) for `owner` before fanning it out, so that a message
+    /// the queue hands over twice is pushed once. A claim not completed within `lease` may be
+    /// retaken by another owner. `expires_at`: TTL.
+    async fn claim_push(&self, push_id: &str, owner: &str, lease: Duration, expires_at: i64) -> StoreResult<Claim>;
+    /// Extends `owner`'s live claim by `lease` from now; `false` when the claim is no longer
+    /// `owner`'s (another worker retook it, or it is done).
+    async fn renew_claim(&self, push_id: &str, owner: &str, lease: Duration) -> StoreResult<bool>;
+    /// Marks `owner`'s claim as delivered: later claims answer [`Claim::Done`]. `false` (and
+    /// nothing changed) when the claim is not `owner`'s.
+    async fn complete_push(&self, push_id: &str, owner: &str) -> StoreResult<bool>;
+    /// Drops `owner`'s unfinished claim so that a retry may start at once; another owner's
+    /// claim, or a done one, is left as it is.
+    async fn release_push(&self, push_id: &str, owner: &str) -> StoreResult<()>;
     /// Creates the delivery record once; `false` when it already exists (nothing is changed).
     async fn create_delivery(&self, delivery: &Delivery) -> StoreResult<bool>;
     async fn get_delivery(&self, push_id: &str, connection_id: &str) -> StoreResult<Option<Delivery>>;
-    /// Counts one more send of an unacked delivery and returns the new count; `None` when the
-    /// delivery is acked or unknown (nothing to resend).
-    async fn record_attempt(&self, push_id: &str, connection_id: &str) -> StoreResult<Option<u32>>;
+    /// Counts one more send of an unacked delivery whose count is `expected` and returns the new
+    /// count; `None` when the delivery is acked, unknown, or its count is no longer `expected`
+    /// (another check or a nack got there first: nothing to resend).
+    async fn record_attempt(&self, push_id: &str, connection_id: &str, expected: u32) -> StoreResult<Option<u32>>;
     /// Records an ack. Idempotent.
     async fn ack_delivery(&self, push_id: &str, connection_id: &str) -> StoreResult<AckOutcome>;
+    /// How far a fan-out's delivery batch got; `None` when no worker has finished a pass of it.
+    async fn get_batch(&self, batch_id: &str) -> StoreResult<Option<BatchState>>;
+    /// Records a worker's pass over a batch. A [`BatchState::Done`] batch stays done: a later
+    /// `Remaining` is ignored (conditional write). `expires_at`: TTL.
+    async fn save_batch(&self, batch_id: &str, state: &BatchState, expires_at: i64) -> StoreResult<()>;
 }
 
 #[async_trait]

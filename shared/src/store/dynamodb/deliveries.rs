@@ -1,6 +1,9 @@
-//! Push claims and delivery records, both in the deliveries table: a delivery is keyed by push and
-//! connection; a push's claim is the item of the push with connection id [`CLAIM`], carrying its
-//! `state` (`sending` / `done`) and, while sending, `lease_until` (epoch milliseconds).
+//! Push claims, delivery records and fan-out batch markers, all in the deliveries table: a
+//! delivery is keyed by push and connection; a push's claim is the item of the push with
+//! connection id [`CLAIM`], carrying its `state` (`sending` / `done`) and, while sending,
+//! `lease_until` (epoch milliseconds) and its `owner`; a batch's marker is the item of the batch
+//! id with connection id [`BATCH`], its `state` (`done`, or `partial` with the `remaining`
+//! connection ids). No real connection id contains `#`, so the three never collide.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -10,14 +13,19 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use super::DynamoStore;
 use super::error::{OrStore, applied};
 use super::item::{FromItem, Item, ToItem, get_n, get_s, key, n, name, s};
-use crate::domain::{AckOutcome, Claim, Delivery};
+use crate::domain::{AckOutcome, BatchState, Claim, Delivery};
 use crate::store::tables::{TableId, attr};
 use crate::store::{DeliveryStore, StoreError, StoreResult};
 
 /// The connection id of a push's claim item (API Gateway's connection ids never contain `#`).
 pub(crate) const CLAIM: &str = "#push";
+/// The connection id of a fan-out batch's marker item.
+const BATCH: &str = "#batch";
 const SENDING: &str = "sending";
 const DONE: &str = "done";
+const PARTIAL: &str = "partial";
+const OWNER: &str = "owner";
+const REMAINING: &str = "remaining";
 /// Rounds of put / retake / read before a claim that keeps changing under us answers `Busy`.
 const CLAIM_ROUNDS: usize = 5;
 
@@ -31,7 +39,7 @@ fn delivery_key(push_id: &str, connection_id: &str) -> Item {
 
 #[async_trait]
 impl DeliveryStore for DynamoStore {
-    async fn claim_push(&self, push_id: &str, lease: Duration, expires_at: i64) -> StoreResult<Claim> {
+    async fn claim_push(&self, push_id: &str, owner: &str, lease: Duration, expires_at: i64) -> StoreResult<Claim> {
         let table = self.table(TableId::Deliveries);
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         for _ in 0..CLAIM_ROUNDS {
@@ -39,7 +47,12 @@ impl DeliveryStore for DynamoStore {
             let until = now.saturating_add(lease_ms);
             // The first claim of a push creates its claim item.
             let mut claim = delivery_key(push_id, CLAIM);
-            claim.extend(key([(name::STATE, s(SENDING)), (name::LEASE_UNTIL, n(until)), (attr::EXPIRES_AT, n(expires_at))]));
+            claim.extend(key([
+                (name::STATE, s(SENDING)),
+                (name::LEASE_UNTIL, n(until)),
+                (OWNER, s(owner)),
+                (attr::EXPIRES_AT, n(expires_at)),
+            ]));
             let put = self
                 .client
                 .put_item()
@@ -59,8 +72,10 @@ impl DeliveryStore for DynamoStore {
                 .update_item()
                 .table_name(table)
                 .set_key(Some(delivery_key(push_id, CLAIM)))
-                .update_expression("SET #lease = :until, #exp = :exp")
+                .update_expression("SET #lease = :until, #exp = :exp, #owner = :owner")
                 .condition_expression("#state = :sending AND #lease <= :now")
+                .expression_attribute_names("#owner", OWNER)
+                .expression_attribute_values(":owner", s(owner))
                 .expression_attribute_names("#lease", name::LEASE_UNTIL)
                 .expression_attribute_names("#exp", attr::EXPIRES_AT)
                 .expression_attribute_names("#state", name::STATE)
@@ -96,36 +111,65 @@ impl DeliveryStore for DynamoStore {
         Ok(Claim::Busy)
     }
 
-    async fn complete_push(&self, push_id: &str) -> StoreResult<()> {
+    async fn renew_claim(&self, push_id: &str, owner: &str, lease: Duration) -> StoreResult<bool> {
         let table = self.table(TableId::Deliveries);
-        self.client
+        let until = now_ms().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        let update = self
+            .client
+            .update_item()
+            .table_name(table)
+            .set_key(Some(delivery_key(push_id, CLAIM)))
+            .update_expression("SET #lease = :until")
+            .condition_expression("#state = :sending AND #owner = :owner")
+            .expression_attribute_names("#lease", name::LEASE_UNTIL)
+            .expression_attribute_names("#state", name::STATE)
+            .expression_attribute_names("#owner", OWNER)
+            .expression_attribute_values(":until", n(until))
+            .expression_attribute_values(":sending", s(SENDING))
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await
+            .or_store(table);
+        applied(update)
+    }
+
+    async fn complete_push(&self, push_id: &str, owner: &str) -> StoreResult<bool> {
+        let table = self.table(TableId::Deliveries);
+        let update = self
+            .client
             .update_item()
             .table_name(table)
             .set_key(Some(delivery_key(push_id, CLAIM)))
             .update_expression("SET #state = :done REMOVE #lease")
+            .condition_expression("#state = :sending AND #owner = :owner")
             .expression_attribute_names("#state", name::STATE)
             .expression_attribute_names("#lease", name::LEASE_UNTIL)
+            .expression_attribute_names("#owner", OWNER)
             .expression_attribute_values(":done", s(DONE))
+            .expression_attribute_values(":sending", s(SENDING))
+            .expression_attribute_values(":owner", s(owner))
             .send()
             .await
-            .or_store(table)?;
-        Ok(())
+            .or_store(table);
+        applied(update)
     }
 
-    async fn release_push(&self, push_id: &str) -> StoreResult<()> {
+    async fn release_push(&self, push_id: &str, owner: &str) -> StoreResult<()> {
         let table = self.table(TableId::Deliveries);
         let delete = self
             .client
             .delete_item()
             .table_name(table)
             .set_key(Some(delivery_key(push_id, CLAIM)))
-            .condition_expression("#state = :sending")
+            .condition_expression("#state = :sending AND #owner = :owner")
             .expression_attribute_names("#state", name::STATE)
+            .expression_attribute_names("#owner", OWNER)
             .expression_attribute_values(":sending", s(SENDING))
+            .expression_attribute_values(":owner", s(owner))
             .send()
             .await
             .or_store(table);
-        // A done claim stays; an absent one is already released.
+        // A done claim stays, another owner's stays; an absent one is already released.
         applied(delete).map(|_| ())
     }
 
@@ -158,7 +202,7 @@ impl DeliveryStore for DynamoStore {
         resp.item.as_ref().map(Delivery::from_item).transpose()
     }
 
-    async fn record_attempt(&self, push_id: &str, connection_id: &str) -> StoreResult<Option<u32>> {
+    async fn record_attempt(&self, push_id: &str, connection_id: &str, expected: u32) -> StoreResult<Option<u32>> {
         let table = self.table(TableId::Deliveries);
         let update = self
             .client
@@ -166,7 +210,8 @@ impl DeliveryStore for DynamoStore {
             .table_name(table)
             .set_key(Some(delivery_key(push_id, connection_id)))
             .update_expression("ADD #attempts :one")
-            .condition_expression("attribute_exists(#p) AND #acked = :false")
+            .condition_expression("attribute_exists(#p) AND #acked = :false AND #attempts = :expected")
+            .expression_attribute_values(":expected", n(expected))
             .expression_attribute_names("#attempts", name::ATTEMPTS)
             .expression_attribute_names("#p", attr::PUSH_ID)
             .expression_attribute_names("#acked", name::ACKED)
@@ -199,5 +244,56 @@ impl DeliveryStore for DynamoStore {
             .await
             .or_store(table);
         Ok(if applied(update)? { AckOutcome::Acked } else { AckOutcome::Unknown })
+    }
+
+    async fn get_batch(&self, batch_id: &str) -> StoreResult<Option<BatchState>> {
+        let table = self.table(TableId::Deliveries);
+        let resp = self
+            .client
+            .get_item()
+            .table_name(table)
+            .set_key(Some(delivery_key(batch_id, BATCH)))
+            .consistent_read(true)
+            .send()
+            .await
+            .or_store(table)?;
+        let Some(item) = resp.item else { return Ok(None) };
+        match get_s(&item, name::STATE)?.as_str() {
+            DONE => Ok(Some(BatchState::Done)),
+            PARTIAL => {
+                let remaining = match item.get(REMAINING) {
+                    Some(AttributeValue::L(ids)) => ids.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
+                    _ => Vec::new(),
+                };
+                Ok(Some(BatchState::Remaining(remaining)))
+            }
+            other => Err(StoreError::Corrupt(format!("attribute \"state\" of batch {batch_id} has unknown value {other:?}"))),
+        }
+    }
+
+    async fn save_batch(&self, batch_id: &str, state: &BatchState, expires_at: i64) -> StoreResult<()> {
+        let table = self.table(TableId::Deliveries);
+        let mut item = delivery_key(batch_id, BATCH);
+        match state {
+            BatchState::Done => item.insert(name::STATE.into(), s(DONE)),
+            BatchState::Remaining(ids) => {
+                item.insert(REMAINING.into(), AttributeValue::L(ids.iter().map(s).collect()));
+                item.insert(name::STATE.into(), s(PARTIAL))
+            }
+        };
+        item.insert(attr::EXPIRES_AT.into(), n(expires_at));
+        let put = self
+            .client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            // A done batch stays done: a late pass of a retried copy never reopens it.
+            .condition_expression("attribute_not_exists(#state) OR #state <> :done")
+            .expression_attribute_names("#state", name::STATE)
+            .expression_attribute_values(":done", s(DONE))
+            .send()
+            .await
+            .or_store(table);
+        applied(put).map(|_| ())
     }
 }
