@@ -177,6 +177,9 @@ fn queue_messages_at_the_edges() {
         (r#"{"message_id":null,"delivery_method":"push","user_id":1}"#, "q-1"),
         (r#"{"id":"","user_id":"1"}"#, "q-1"),
         (r#"{"delivery_method":"push","event_name":"news","subject":"s"}"#, "q-1"),
+        // Found by `herald-bench fuzz` (seed 1796646008224726947): another bad field hid the method.
+        (r#"{"created_at":false,"delivery_method":"sms"}"#, "0aa00aaa-a00a-0a00-a00a-0aaa00a0aa0a"),
+        (r#"{"delivery_method":"sms","event_name":0}"#, "q-1"),
     ] {
         ok(fuzz::check_queue_message(&QueueRecord {
             body: fuzz::QueueBody::Any(Bytes(body.as_bytes().to_vec())),

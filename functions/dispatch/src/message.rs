@@ -23,6 +23,13 @@ fn optional_string(obj: &serde_json::Map<String, Value>, field: &str) -> Result<
 pub fn parse(body: &[u8], fallback_id: &str) -> Result<Push, Undeliverable> {
     let value: Value = serde_json::from_slice(body).map_err(|_| Undeliverable("the body is not valid JSON".into()))?;
     let Value::Object(obj) = value else { return Err(Undeliverable("the body is not a JSON object".into())) };
+    // The method first: a message for another channel is not Herald's, whatever else it holds.
+    let seed_002 = match obj.get("delivery_method") {
+        None => false,
+        Some(Value::String(method)) if method == "push" => true,
+        Some(Value::String(method)) => return Err(Undeliverable(format!("unknown delivery method {method:?}"))),
+        Some(_) => return Err(Undeliverable("\"delivery_method\" must be a string".into())),
+    };
     let user_id = match obj.get("user_id") {
         None | Some(Value::Null) => None,
         Some(v) => Some(user_id_from_json("user_id", v).map_err(|e| Undeliverable(e.to_string()))?),
@@ -36,9 +43,9 @@ pub fn parse(body: &[u8], fallback_id: &str) -> Result<Push, Undeliverable> {
         return Err(Undeliverable("the message id must be 1 to 256 characters".into()));
     }
     let created_at = optional_string(&obj, "created_at")?.unwrap_or_else(|| rfc3339(now()));
-    let push = match obj.get("delivery_method") {
+    let push = if seed_002 {
         // Seed 002: a direct push to every connection of the user.
-        Some(Value::String(method)) if method == "push" => Push {
+        Push {
             id,
             created_at,
             user_id,
@@ -46,10 +53,9 @@ pub fn parse(body: &[u8], fallback_id: &str) -> Result<Push, Undeliverable> {
             title: optional_string(&obj, "subject")?,
             body: optional_string(&obj, "content")?,
             message: None,
-        },
-        Some(Value::String(method)) => return Err(Undeliverable(format!("unknown delivery method {method:?}"))),
-        Some(_) => return Err(Undeliverable("\"delivery_method\" must be a string".into())),
-        None => Push {
+        }
+    } else {
+        Push {
             id,
             created_at,
             user_id,
@@ -57,7 +63,7 @@ pub fn parse(body: &[u8], fallback_id: &str) -> Result<Push, Undeliverable> {
             title: optional_string(&obj, "title")?,
             body: optional_string(&obj, "body")?,
             message: obj.get("message").cloned(),
-        },
+        }
     };
     if push.audience().is_none() {
         return Err(Undeliverable("the message names neither user_id nor event_name".into()));
@@ -91,6 +97,9 @@ mod tests {
         assert!(parse(b"{oops", "q").is_err());
         assert!(parse(b"[1]", "q").is_err());
         assert!(parse(br#"{"delivery_method":"sms","user_id":"1"}"#, "q").unwrap_err().0.contains("sms"));
+        // Found by the fuzzer: the method is named even when another field is wrong too.
+        assert!(parse(br#"{"delivery_method":"sms","created_at":false}"#, "q").unwrap_err().0.contains("sms"));
+        assert!(parse(br#"{"delivery_method":"sms","event_name":0}"#, "q").unwrap_err().0.contains("sms"));
         assert!(parse(br#"{"message":"nobody"}"#, "q").is_err());
         assert!(parse(br#"{"user_id":{"x":1}}"#, "q").is_err());
     }
