@@ -18,6 +18,7 @@ on_both!(
     seed_000_broadcast_by_event_and_direct_by_user,
     notify_refusals_follow_the_contract,
     seed_002_queue_message_reaches_every_connection_of_the_user,
+    seed_002_body_on_notify_means_what_it_means_on_the_queue,
     seed_002_kafka_record_reaches_the_user,
     seed_003_protobuf_ack_stops_redelivery,
     seed_003_unacked_push_is_resent_then_the_connection_closed,
@@ -103,12 +104,22 @@ async fn notify_refusals_follow_the_contract(on: On) {
         (Some(publisher()), json!({"user_id":[1]}).to_string(), 400),
         (Some(publisher()), json!({"event_name":"e","title":5}).to_string(), 400),
         (Some(publisher()), json!({"user_id":"u","message":"x".repeat(130 * 1024)}).to_string(), 400),
+        // Nothing to deliver, an unknown method; the token is checked before the body.
+        (Some(publisher()), json!({"user_id":"u"}).to_string(), 400),
+        (Some(publisher()), json!({"user_id":"u","message":null}).to_string(), 400),
+        (Some(publisher()), json!({"user_id":"u","delivery_method":"sms","content":"c"}).to_string(), 400),
+        (None, json!({"user_id":"u","mesage":"hi"}).to_string(), 401),
+        (Some(user_token("just-a-user")), json!({"user_id":"u","mesage":"hi"}).to_string(), 403),
     ];
     for (token, body, status) in cases {
         let (got, reply) = post_notify(&server, token.as_deref(), &body).await;
-        assert_eq!(got, status, "{reply}");
+        assert_eq!(got, status, "{body}: {reply}");
         assert!(reply["error"]["code"].is_string() && reply["error"]["message"].is_string(), "{reply}");
     }
+    // A typo is named, not accepted as an empty push.
+    let (got, reply) = post_notify(&server, Some(&publisher()), &json!({"user_id":"u","mesage":"hi"}).to_string()).await;
+    assert_eq!((got, reply["error"]["code"].as_str()), (400, Some("bad_request")), "{reply}");
+    assert!(reply["error"]["message"].as_str().unwrap().contains("\"mesage\""), "{reply}");
     let admin = token(json!({"admin_id": 1}));
     assert_eq!(post_notify(&server, Some(&admin), &good).await.0, 202);
 }
@@ -127,6 +138,26 @@ async fn seed_002_queue_message_reaches_every_connection_of_the_user(on: On) {
         assert_eq!(p["body"], "Фильм 'Как закалялась сталь' теперь доступен для просмотра");
         assert_eq!(p["id"], "123e4567-e89b-12d3-a456-426614174000");
     }
+}
+
+async fn seed_002_body_on_notify_means_what_it_means_on_the_queue(on: On) {
+    let server = spawn_app(on).await;
+    let mut ws = notify_client(&server, SEED_002_USER, "").await;
+    for _ in 0..2 {
+        let (status, reply) = post_notify(&server, Some(&publisher()), SEED_002).await;
+        assert_eq!((status, reply["id"].as_str()), (202, Some("123e4567-e89b-12d3-a456-426614174000")), "{reply}");
+    }
+    let p = next_json(&mut ws).await;
+    assert_eq!(
+        (p["id"].as_str(), p["title"].as_str(), p["body"].as_str()),
+        (
+            Some("123e4567-e89b-12d3-a456-426614174000"),
+            Some("Новый фильм"),
+            Some("Фильм 'Как закалялась сталь' теперь доступен для просмотра")
+        )
+    );
+    // message_id is the idempotency key: the second post is not pushed again.
+    assert_silent(&mut ws, QUIET).await;
 }
 
 async fn seed_002_kafka_record_reaches_the_user(on: On) {
@@ -210,7 +241,7 @@ async fn a_gone_connection_is_cleaned_up(on: On) {
     store.put_connection(&ghost).await.unwrap();
     store.subscribe(&Subscription::of(&ghost, "haunt")).await.unwrap();
     let mut live = subscribed(&server, "h", "", "haunt").await;
-    let id = publish(&server, json!({"event_name":"haunt"})).await;
+    let id = publish(&server, json!({"event_name":"haunt","message":"boo"})).await;
     assert_eq!(next_json(&mut live).await["id"], id);
     eventually("the gone connection is deleted", || async { store.get_connection("ghost000000000=").await.unwrap().is_none() }).await;
     assert!(store.connection_subscriptions("ghost000000000=").await.unwrap().is_empty());

@@ -54,13 +54,25 @@ fn bad(message: impl Into<String>) -> NotifyError {
     NotifyError::BadRequest(message.into())
 }
 
-/// Validates a `/notify` body into a push with a fresh id.
+/// The fields of a `/notify` body: Herald's own, then seed 002's queue body (CONTRACT §4).
+const FIELDS: &[&str] = &["user_id", "event_name", "message", "title", "body"];
+const SEED_002_FIELDS: &[&str] = &["message_id", "delivery_method", "subject", "content"];
+
+/// Validates a `/notify` body into a push: its id is seed 002's `message_id` when given (the
+/// idempotency key: the same id twice is pushed once), else a fresh one.
 pub fn parse_body(bytes: &[u8]) -> Result<Push, NotifyError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(bad(format!("the body is over {} KB", MAX_MESSAGE_BYTES / 1024)));
     }
     let value: Value = serde_json::from_slice(bytes).map_err(|_| bad("the body is not valid JSON"))?;
     let Value::Object(obj) = value else { return Err(bad("the body must be a JSON object")) };
+    if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str()) && !SEED_002_FIELDS.contains(&k.as_str())) {
+        return Err(bad(format!(
+            "unknown field {unknown:?}: the fields are {} (or seed 002's {})",
+            FIELDS.join(", "),
+            SEED_002_FIELDS.join(", ")
+        )));
+    }
     let user_id = match obj.get("user_id") {
         None | Some(Value::Null) => None,
         Some(v) => Some(user_id_from_json("user_id", v).map_err(|e| bad(e.to_string()))?),
@@ -72,6 +84,17 @@ pub fn parse_body(bytes: &[u8]) -> Result<Push, NotifyError> {
             Some(_) => Err(bad(format!("\"{field}\" must be a string"))),
         }
     };
+    // One of two names for the same thing (seed 002's on the right), not both.
+    let either = |ours: &str, theirs: &str| -> Result<Option<String>, NotifyError> {
+        match (text(ours)?, text(theirs)?) {
+            (Some(_), Some(_)) => Err(bad(format!("give \"{ours}\" or seed 002's \"{theirs}\", not both"))),
+            (a, b) => Ok(a.or(b)),
+        }
+    };
+    match text("delivery_method")?.as_deref() {
+        None | Some("push") => {}
+        Some(other) => return Err(bad(format!("unknown delivery method {other:?}: /notify delivers \"push\" only"))),
+    }
     let event_name = text("event_name")?;
     if let Some(e) = &event_name {
         check_name("event_name", e).map_err(|e| bad(e.to_string()))?;
@@ -79,15 +102,24 @@ pub fn parse_body(bytes: &[u8]) -> Result<Push, NotifyError> {
     if user_id.is_none() && event_name.is_none() {
         return Err(bad("give user_id, event_name or both"));
     }
-    Ok(Push {
-        id: uuid::Uuid::new_v4().to_string(),
+    let id = match text("message_id")? {
+        Some(id) if id.is_empty() || id.len() > 256 => return Err(bad("\"message_id\" must be 1 to 256 characters")),
+        Some(id) => id,
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let push = Push {
+        id,
         created_at: rfc3339(now()),
         user_id,
         event_name,
-        title: text("title")?,
-        body: text("body")?,
-        message: obj.get("message").cloned(),
-    })
+        title: either("title", "subject")?,
+        body: either("body", "content")?,
+        message: obj.get("message").filter(|m| !m.is_null()).cloned(),
+    };
+    if push.title.is_none() && push.body.is_none() && push.message.is_none() {
+        return Err(bad("nothing to deliver: give message, title or body"));
+    }
+    Ok(push)
 }
 
 async fn accept(deps: &NotifyDeps<'_>, request: &Request) -> Result<Push, NotifyError> {
@@ -136,9 +168,27 @@ mod tests {
             br#"{"event_name":5}"#,
             br#"{"user_id":"1","title":7}"#,
             br#"{"event_name":""}"#,
+            // An unknown field (a typo), nothing to deliver, seed 002's fields misused.
+            br#"{"user_id":"1","mesage":"hi"}"#,
+            br#"{"user_id":"1"}"#,
+            br#"{"user_id":"1","message":null}"#,
+            br#"{"user_id":"1","title":"a","subject":"b"}"#,
+            br#"{"user_id":"1","delivery_method":"sms","content":"c"}"#,
+            br#"{"user_id":"1","message_id":"","content":"c"}"#,
         ] {
             assert_eq!(parse_body(bad_body).unwrap_err().status(), 400, "{}", String::from_utf8_lossy(bad_body));
         }
+        let typo = parse_body(br#"{"user_id":"1","mesage":"hi"}"#).unwrap_err().to_string();
+        assert!(typo.contains("\"mesage\""), "{typo}");
+        // Seed 002's body means what it means on the queue.
+        let seed = parse_body(
+            br#"{"message_id":"123e4567-e89b-12d3-a456-426614174000","delivery_method":"push","user_id":"u1","subject":"S","content":"C"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (seed.id.as_str(), seed.title.as_deref(), seed.body.as_deref(), seed.user_id.as_deref()),
+            ("123e4567-e89b-12d3-a456-426614174000", Some("S"), Some("C"), Some("u1"))
+        );
         let huge = format!(r#"{{"user_id":"1","message":"{}"}}"#, "x".repeat(MAX_MESSAGE_BYTES));
         assert_eq!(parse_body(huge.as_bytes()).unwrap_err().status(), 400);
     }
