@@ -6,6 +6,7 @@ pub mod functions;
 mod management;
 pub mod queue;
 pub mod registry;
+pub mod settings;
 mod sqs;
 mod ws;
 
@@ -135,6 +136,14 @@ pub enum QueuePair {
 }
 
 impl QueuePair {
+    /// The queue's URL and its dead-letter queue's (`None` in memory).
+    pub fn urls(&self) -> Option<(&str, &str)> {
+        match self {
+            Self::Embedded { .. } => None,
+            Self::Sqs { queue_url, dead_letter_url, .. } => Some((queue_url, dead_letter_url)),
+        }
+    }
+
     fn embedded(visibility_timeout: Duration) -> Self {
         Self::Embedded { queue: Arc::new(LocalQueue::new(visibility_timeout)), dead_letters: Arc::new(LocalQueue::new(visibility_timeout)) }
     }
@@ -244,6 +253,14 @@ pub enum StartError {
     DevSecretOffLoopback { host: String },
     #[error("could not bind {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
+    #[error(
+        "--backend aws needs a region: set AWS_REGION (e.g. AWS_REGION=us-east-1), or run ./scripts/local-aws for DynamoDB Local and moto on this machine"
+    )]
+    NoRegion,
+    #[error(
+        "--backend aws found no AWS credentials ({0}): set AWS_PROFILE or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run ./scripts/local-aws for DynamoDB Local and moto on this machine"
+    )]
+    NoCredentials(String),
     #[error("could not create the tables: {0}")]
     Resources(#[from] herald::store::StoreError),
     #[error(transparent)]
@@ -299,6 +316,7 @@ async fn backend(options: &Options, faults: &Arc<Faults>) -> Result<(Arc<dyn Sto
         Some(sdk) => sdk.clone(),
         None => herald::runtime::sdk_config().await,
     };
+    check_aws(&sdk).await?;
     let mut dynamodb = herald::store::faults::dynamodb_config(&sdk);
     if faults.touches_store() {
         let inner = sdk.http_client().unwrap_or_else(faults::default_http_client);
@@ -314,6 +332,21 @@ async fn backend(options: &Options, faults: &Arc<Faults>) -> Result<(Arc<dyn Sto
         fanout: QueuePair::sqs(&client, &options.fanout_queue_name, options).await?,
     };
     Ok((Arc::new(store), queues))
+}
+
+/// What `--backend aws` cannot start without, said in one sentence before any request is made
+/// (the SDK's own errors for these are long and come once per request).
+async fn check_aws(sdk: &aws_config::SdkConfig) -> Result<(), StartError> {
+    use aws_sdk_dynamodb::config::ProvideCredentials;
+    if sdk.region().is_none() {
+        return Err(StartError::NoRegion);
+    }
+    let Some(provider) = sdk.credentials_provider() else { return Err(StartError::NoCredentials("no provider".into())) };
+    match tokio::time::timeout(Duration::from_secs(10), provider.provide_credentials()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(StartError::NoCredentials(e.to_string())),
+        Err(_) => Err(StartError::NoCredentials("the credential chain did not answer within 10 s".into())),
+    }
 }
 
 /// The accept queue: API Gateway takes bursts of handshakes; tokio's default of 128 drops the
@@ -411,6 +444,8 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
             "/{stage}/@connections/{id}",
             axum::routing::post(management::post_staged).get(management::get_staged).delete(management::delete_staged),
         )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(app.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -426,6 +461,19 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         }
     });
     Ok(Server { addr: local, app, shutdown: Some(tx), task, pollers })
+}
+
+/// A JSON error body, as every other refusal of the HTTP API has.
+fn json_error(status: axum::http::StatusCode, code: &str, message: String) -> axum::response::Response {
+    (status, axum::Json(serde_json::json!({"error": {"code": code, "message": message}}))).into_response()
+}
+
+async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+    json_error(axum::http::StatusCode::NOT_FOUND, "not_found", format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> axum::response::Response {
+    json_error(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {}", uri.path()))
 }
 
 /// Delivery workers polling the fan-out queue at once.
@@ -465,10 +513,7 @@ async fn notify(axum::extract::State(app): axum::extract::State<Arc<App>>, reque
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, herald::protocol::MAX_MESSAGE_BYTES * 2).await {
         Ok(b) => b,
-        Err(_) => {
-            let body = serde_json::json!({"error": {"code": "bad_request", "message": "the body is over 128 KB"}});
-            return (axum::http::StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
-        }
+        Err(_) => return json_error(axum::http::StatusCode::BAD_REQUEST, "bad_request", "the body is over 128 KB".into()),
     };
     let request = lambda_http::Request::from_parts(parts, lambda_http::Body::from(bytes.to_vec()));
     let (parts, body) = app.handlers.notify(request).await.into_parts();

@@ -4,7 +4,7 @@ use herald_local::{Backend, DEV_SECRET, Options};
 /// Herald on one machine: API Gateway WebSockets, the management API and the event sources,
 /// running the same handlers that are deployed to Lambda.
 #[derive(Parser)]
-#[command(name = "herald-local", version)]
+#[command(name = "herald-local", version, after_long_help = herald_local::settings::help())]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -65,7 +65,9 @@ where
 
 #[derive(Subcommand)]
 enum Command {
-    /// Prints a development token signed with HERALD_JWT_SECRET (or herald-local's dev secret).
+    /// Prints a development token signed with HERALD_JWT_SECRET (or herald-local's dev secret),
+    /// with `iss` / `aud` from HERALD_JWT_ISSUER / HERALD_JWT_AUDIENCE when they are set. The
+    /// token goes to stdout, its decoded claims to stderr.
     Token {
         /// The user (`sub`).
         #[arg(long)]
@@ -76,13 +78,73 @@ enum Command {
         /// A chat operator: the `admin_id` claim.
         #[arg(long)]
         admin_id: Option<String>,
+        /// The `role` claim: `admin` is an operator of every application.
+        #[arg(long)]
+        role: Option<String>,
         /// Adds `scope: notify:publish` (a publisher for POST /notify).
         #[arg(long)]
         publisher: bool,
-        /// Lifetime in seconds.
-        #[arg(long, default_value_t = 3600)]
-        ttl: u64,
+        /// Any claim, KEY=VALUE; VALUE is JSON when it parses as JSON, else a string. Repeatable;
+        /// it overrides the claims above.
+        #[arg(long = "claim", value_name = "KEY=VALUE", value_parser = parse_claim)]
+        claims: Vec<(String, serde_json::Value)>,
+        /// Lifetime in seconds; a negative one gives a token that has already expired (beyond the
+        /// verifier's clock leeway, HERALD_JWT_LEEWAY_SECS, default 30 s, it is refused).
+        #[arg(long, default_value_t = 3600, allow_negative_numbers = true)]
+        ttl: i64,
+        /// An expired token: `exp` an hour ago (to try the refusal).
+        #[arg(long, conflicts_with = "ttl")]
+        expired: bool,
     },
+}
+
+fn parse_claim(s: &str) -> Result<(String, serde_json::Value), String> {
+    let (key, value) = s.split_once('=').ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
+    if key.is_empty() {
+        return Err(format!("{s:?} has no key"));
+    }
+    let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.to_string()));
+    Ok((key.to_string(), value))
+}
+
+struct TokenRequest {
+    named: Vec<(&'static str, Option<String>)>,
+    publisher: bool,
+    claims: Vec<(String, serde_json::Value)>,
+    ttl: i64,
+}
+
+/// `herald-local token`: the token on stdout, what it says on stderr.
+fn print_token(request: TokenRequest) -> Result<(), Box<dyn std::error::Error>> {
+    let secret = herald::config::env("HERALD_JWT_SECRET").unwrap_or_else(|| DEV_SECRET.to_string());
+    let mut claims = serde_json::Map::new();
+    for (k, v) in request.named {
+        if let Some(v) = v {
+            claims.insert(k.into(), v.into());
+        }
+    }
+    if request.publisher {
+        claims.insert("scope".into(), herald::auth::PUBLISH_SCOPE.into());
+    }
+    claims.extend(request.claims);
+    if claims.is_empty() {
+        return Err("give --user, --request-id, --admin-id, --role, --publisher or --claim".into());
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    claims.entry("exp").or_insert_with(|| (now + request.ttl).into());
+    for (claim, var) in [("iss", "HERALD_JWT_ISSUER"), ("aud", "HERALD_JWT_AUDIENCE")] {
+        if let Some(v) = herald::config::env(var) {
+            claims.entry(claim).or_insert_with(|| v.into());
+        }
+    }
+    let exp = claims.get("exp").and_then(serde_json::Value::as_i64);
+    let claims = serde_json::Value::Object(claims);
+    println!("{}", herald::auth::issue_hs256(&secret, &claims)?);
+    eprintln!("claims: {claims}");
+    if let Some(exp) = exp.filter(|exp| *exp <= now) {
+        eprintln!("this token expired {} s ago (the verifier allows HERALD_JWT_LEEWAY_SECS, default 30 s, of clock skew)", now - exp);
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -100,27 +162,14 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    if let Some(Command::Token { user, request_id, admin_id, publisher, ttl }) = cli.command {
-        let secret = herald::config::env("HERALD_JWT_SECRET").unwrap_or_else(|| DEV_SECRET.to_string());
-        let mut claims = serde_json::Map::new();
-        let exp = time::OffsetDateTime::now_utc().unix_timestamp() as u64 + ttl;
-        claims.insert("exp".into(), exp.into());
-        for (k, v) in [("sub", user), ("request_id", request_id), ("admin_id", admin_id)] {
-            if let Some(v) = v {
-                claims.insert(k.into(), v.into());
-            }
-        }
-        if publisher {
-            claims.insert("scope".into(), "notify:publish".into());
-        }
-        if claims.len() == 1 {
-            return Err("give --user, --request-id or --admin-id".into());
-        }
-        println!("{}", herald::auth::issue_hs256(&secret, &serde_json::Value::Object(claims))?);
-        return Ok(());
+    if let Some(Command::Token { user, request_id, admin_id, role, publisher, claims, ttl, expired }) = cli.command {
+        let named = vec![("sub", user), ("request_id", request_id), ("admin_id", admin_id), ("role", role)];
+        return print_token(TokenRequest { named, publisher, claims, ttl: if expired { -3600 } else { ttl } });
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    // Colour only for a terminal: piped or redirected logs stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).init();
     let mut options = Options::from_env()?;
     options.host = cli.host;
     options.port = cli.port;
@@ -133,9 +182,21 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(Seed(seed)) = parse_arg(&matches, "faults_seed", "HERALD_FAULTS_SEED", cli.faults_seed.as_deref()) {
         options.faults_seed = Some(seed);
     }
+    let tables: Vec<String> = options.tables.iter().map(|(_, name)| name.to_string()).collect();
+    let created = if options.create_resources { " (created where missing)" } else { "" };
     let server = herald_local::start(options).await?;
     let a = server.addr;
     println!("herald-local is ready ({:?} backend)", cli.backend);
+    if cli.backend == Backend::Aws {
+        println!("  tables         {}{created}", tables.join(", "));
+        let queues = &server.app.queues;
+        for (label, pair) in [("notifications", &queues.notifications), ("fan-out", &queues.fanout)] {
+            if let Some((url, dead_letters)) = pair.urls() {
+                println!("  queue          {label} {url}{created}");
+                println!("                 {label} dead letters {dead_letters}");
+            }
+        }
+    }
     println!("  notifications  ws://{a}/api/v1/notify/ws?token=<JWT>");
     println!("  chat           ws://{a}/ws?sid=<participant>   (Sec-WebSocket-Protocol: access_token, <JWT>)");
     println!("  management     http://{a}/@connections/<id>");

@@ -17,6 +17,7 @@ on_both!(
     seed_000_user_and_event_reaches_only_that_users_subscribed_connections,
     seed_000_broadcast_by_event_and_direct_by_user,
     notify_refusals_follow_the_contract,
+    http_errors_are_json_and_say_what_is_wrong,
     seed_002_queue_message_reaches_every_connection_of_the_user,
     seed_002_body_on_notify_means_what_it_means_on_the_queue,
     seed_002_kafka_record_reaches_the_user,
@@ -122,6 +123,44 @@ async fn notify_refusals_follow_the_contract(on: On) {
     assert!(reply["error"]["message"].as_str().unwrap().contains("\"mesage\""), "{reply}");
     let admin = token(json!({"admin_id": 1}));
     assert_eq!(post_notify(&server, Some(&admin), &good).await.0, 202);
+}
+
+async fn http_errors_are_json_and_say_what_is_wrong(on: On) {
+    let server = spawn_app(on).await;
+    let client = reqwest::Client::new();
+    let json_error = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        let kind = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let body: Value = response.json().await.expect("a JSON body");
+        assert!(kind.starts_with("application/json"), "{status} {kind}");
+        (
+            status,
+            body["error"]["code"].as_str().unwrap_or_default().to_string(),
+            body["error"]["message"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let (status, code, message) = json_error(client.get(server.url("/nope")).send().await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (404, "not_found"), "{message}");
+    assert!(message.contains("/nope"), "{message}");
+    let (status, code, message) = json_error(client.get(server.url("/notify")).send().await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (405, "method_not_allowed"), "{message}");
+    // A token without `Bearer ` (or under another scheme) is refused naming the scheme it needs.
+    for header in [publisher(), format!("Basic {}", publisher())] {
+        let response =
+            client.post(server.url("/notify")).header("authorization", header).body(r#"{"user_id":"1","message":1}"#).send().await.unwrap();
+        let (status, code, message) = json_error(response).await;
+        assert_eq!((status, code.as_str()), (401, "token_missing"));
+        assert!(message.contains("Bearer <token>"), "{message}");
+    }
+    // Any case of the scheme, as RFC 7235 has it.
+    let response = client
+        .post(server.url("/notify"))
+        .header("authorization", format!("BEARER {}", publisher()))
+        .body(r#"{"user_id":"1","message":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
 }
 
 const SEED_002: &str = r#"{"message_id": "123e4567-e89b-12d3-a456-426614174000","delivery_method": "push","user_id": "b1fe6a68-f7b5-4c2c-a52b-97494403d2ce","subject":"Новый фильм", "content": "Фильм 'Как закалялась сталь' теперь доступен для просмотра"}"#;

@@ -24,7 +24,7 @@ pub async fn handle<S: ConnectionStore + SubscriptionStore + ?Sized>(store: &S, 
     let connection_id = apigw::connection_id(&event)?;
     tracing::Span::current().record("connection_id", connection_id);
     let subscriptions = forget(store, connection_id).await?;
-    tracing::info!(subscriptions, status = ?event.request_context.disconnect_status_code, "disconnected");
+    tracing::info!(subscriptions, status = event.request_context.disconnect_status_code, "disconnected");
     Ok(apigw::ok())
 }
 

@@ -123,12 +123,12 @@ pub fn parse_body(bytes: &[u8]) -> Result<Push, NotifyError> {
 }
 
 async fn accept(deps: &NotifyDeps<'_>, request: &Request) -> Result<Push, NotifyError> {
-    let token = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .ok_or(AuthError::Missing)?;
+    let header = request.headers().get(http::header::AUTHORIZATION).ok_or(AuthError::Missing)?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, t)| t))
+        .ok_or(AuthError::NotBearer)?;
     deps.verifier.verify(token.trim()).await?.require_publisher()?;
     let push = parse_body(request.body().as_ref())?;
     let body = serde_json::to_string(&push).map_err(|e| bad(e.to_string()))?;
@@ -140,7 +140,7 @@ async fn accept(deps: &NotifyDeps<'_>, request: &Request) -> Result<Push, Notify
 pub async fn handle(deps: &NotifyDeps<'_>, request: Request) -> Result<Response<Body>, std::convert::Infallible> {
     Ok(match accept(deps, &request).await {
         Ok(push) => {
-            tracing::info!(push_id = push.id, user_id = ?push.user_id, event_name = ?push.event_name, "queued");
+            tracing::info!(push_id = push.id, user_id = push.user_id.as_deref(), event_name = push.event_name.as_deref(), "queued");
             json_response(202, json!({ "id": push.id }))
         }
         Err(e) => {

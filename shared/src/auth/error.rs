@@ -10,6 +10,9 @@ pub enum AuthError {
     /// No token was presented.
     #[error("no token was presented")]
     Missing,
+    /// An `Authorization` header that is not `Bearer <token>` (a bare token, `Basic …`).
+    #[error("the Authorization header must be `Bearer <token>`")]
+    NotBearer,
     /// The token is not a well-formed JWT (shape, base64, JSON).
     #[error("the token is not a well-formed JWT")]
     Malformed,
@@ -47,6 +50,7 @@ impl AuthError {
             Self::Forbidden => 403,
             Self::Unavailable(_) => 503,
             Self::Missing
+            | Self::NotBearer
             | Self::Malformed
             | Self::Expired
             | Self::BadSignature
@@ -60,7 +64,7 @@ impl AuthError {
     /// A stable snake_case code for error bodies (`{"error":{"code":…}}`).
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Missing => "token_missing",
+            Self::Missing | Self::NotBearer => "token_missing",
             Self::Malformed => "token_malformed",
             Self::Expired => "token_expired",
             Self::BadSignature => "token_bad_signature",

@@ -1,0 +1,79 @@
+//! Every `HERALD_*` variable, with its default and what it does: printed by `herald-local --help`
+//! and the same rows as `docs/settings.md` (a test keeps the three — the code that reads them,
+//! this table and the page — in step).
+
+/// Who reads a variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// herald-local and the Lambdas alike.
+    Both,
+    /// herald-local only.
+    Local,
+    /// The Lambdas only (the SAM template sets them).
+    Lambda,
+}
+
+/// One variable: name, default (`""` none), who reads it, what it does.
+pub struct Setting {
+    pub var: &'static str,
+    pub default: &'static str,
+    pub scope: Scope,
+    pub meaning: &'static str,
+}
+
+const fn s(var: &'static str, default: &'static str, scope: Scope, meaning: &'static str) -> Setting {
+    Setting { var, default, scope, meaning }
+}
+
+use Scope::{Both, Lambda, Local};
+
+pub const SETTINGS: &[Setting] = &[
+    s("HERALD_PORT", "3001", Local, "port to listen on (--port)"),
+    s("HERALD_HOST", "127.0.0.1", Local, "address to listen on (--host); off loopback a real secret is required"),
+    s("HERALD_JWT_SECRET", "herald-local's development secret", Both, "HS256 secret of the tokens (exactly one of the four key settings)"),
+    s("HERALD_JWT_SECRET_ARN", "", Both, "HS256 secret in AWS Secrets Manager, read on the first token and cached"),
+    s("HERALD_JWT_PUBLIC_KEY", "", Both, "PEM public key (RS256 or ES256)"),
+    s("HERALD_JWKS_URL", "", Both, "JWKS document URL (RS256 or ES256)"),
+    s("HERALD_JWT_ALGORITHM", "from the key", Both, "HS256, RS256 or ES256"),
+    s("HERALD_JWT_ISSUER", "", Both, "when set, a token must carry this iss"),
+    s("HERALD_JWT_AUDIENCE", "", Both, "when set, a token's aud must hold this value"),
+    s("HERALD_JWT_LEEWAY_SECS", "30", Both, "clock leeway for exp, at most 300"),
+    s("HERALD_AUTH_VERIFY_URL", "", Both, "a remote check of every token (GET with the Bearer token, 2xx = valid)"),
+    s("HERALD_ACK_TIMEOUT_MS", "10000", Both, "how long an ack-mode push waits for its ack before it is sent again"),
+    s("HERALD_MAX_ATTEMPTS", "3", Both, "sends of an unacked push before ack_timeout closes the connection"),
+    s("HERALD_CONNECTION_TTL_SECS", "7200", Both, "TTL of connection records (API Gateway's 2 h limit)"),
+    s("HERALD_CLAIM_LEASE_MS", "120000", Both, "how long a dispatch claim on a push holds without renewal"),
+    s("HERALD_POST_TIMEOUT_MS", "2000", Both, "timeout of one management API post"),
+    s("HERALD_TABLE_PREFIX", "herald-", Both, "prefix of the DynamoDB table names"),
+    s("HERALD_TABLE_CONNECTIONS", "<prefix>connections", Both, "the connections table's own name"),
+    s("HERALD_TABLE_SUBSCRIPTIONS", "<prefix>subscriptions", Both, "the subscriptions table's own name"),
+    s("HERALD_TABLE_DELIVERIES", "<prefix>deliveries", Both, "the deliveries table's own name"),
+    s("HERALD_TABLE_CONVERSATIONS", "<prefix>conversations", Both, "the chat conversations table's own name"),
+    s("HERALD_TABLE_MESSAGES", "<prefix>messages", Both, "the chat messages table's own name"),
+    s("HERALD_TABLE_MEMBERS", "<prefix>members", Both, "the chat members table's own name"),
+    s("HERALD_TABLE_COUNTERS", "<prefix>counters", Both, "the chat counters table's own name"),
+    s("HERALD_QUEUE_NAME", "herald-notifications", Local, "--backend aws: the notifications queue's name"),
+    s("HERALD_FANOUT_QUEUE_NAME", "herald-fanout", Local, "--backend aws: the fan-out queue's name"),
+    s("HERALD_VISIBILITY_TIMEOUT_MS", "30000", Local, "visibility timeout of herald-local's queues"),
+    s("HERALD_IDLE_TIMEOUT_SECS", "600", Local, "idle connections close after this (API Gateway: 10 minutes)"),
+    s("HERALD_FAULTS", "", Local, "fault injection, name=rate,… (--faults; testing only)"),
+    s("HERALD_FAULTS_SEED", "random, logged", Local, "seed of the fault draws (--faults-seed)"),
+    s("HERALD_QUEUE_URL", "", Lambda, "the notifications queue (notify)"),
+    s("HERALD_FANOUT_QUEUE_URL", "", Lambda, "the fan-out queue (dispatch)"),
+    s("HERALD_DEAD_LETTER_QUEUE_URL", "", Lambda, "where dispatch sets aside undeliverable messages"),
+    s("HERALD_REDELIVERY_QUEUE_URL", "", Lambda, "the delayed queue of ack-mode redelivery checks"),
+    s("HERALD_MANAGEMENT_ENDPOINT", "", Lambda, "the API Gateway management API endpoint"),
+];
+
+/// The table for `--help`.
+pub fn help() -> String {
+    let width = SETTINGS.iter().map(|s| s.var.len()).max().unwrap_or(0);
+    let mut out = String::from("Settings (environment variables; docs/settings.md has the same table):\n");
+    for s in SETTINGS.iter().filter(|s| s.scope != Scope::Lambda) {
+        let default = if s.default.is_empty() { String::new() } else { format!(" [default: {}]", s.default) };
+        out.push_str(&format!("  {:width$}  {}{default}\n", s.var, s.meaning));
+    }
+    out.push_str("The Lambdas also read HERALD_QUEUE_URL and the other *_URL / endpoint settings their SAM template sets.\n");
+    out.push_str("With --backend aws, the AWS SDK reads AWS_REGION, AWS_PROFILE / credentials and AWS_ENDPOINT_URL_*.\n");
+    out
+}
