@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::{Delivery, Target};
+use crate::domain::{Delivery, Encoding, Target};
 use crate::gateway::{Frame, Gateway, GatewayError};
-use crate::protocol::ServerFrame;
+use crate::protocol::encode_error;
 use crate::store::{DeliveryStore, StoreError};
 
 /// What a resend did.
@@ -153,14 +153,12 @@ impl<S: DeliveryStore + ?Sized> Redelivery<'_, S> {
     async fn close_for_ack_timeout(&self, delivery: &Delivery) -> Result<Resend, DeliveryError> {
         let cid = delivery.connection_id.as_str();
         let message = format!("push {} was not acked after {} sends: closing", delivery.push_id, delivery.attempts);
-        // Protobuf connections have no error message in push.proto yet: they see the close only.
-        if !delivery.binary {
-            let notice = Frame::Text(ServerFrame::error("ack_timeout", message).to_json());
-            match self.gateway.post(cid, &notice).await {
-                Ok(()) | Err(GatewayError::PayloadRefused(_)) => {}
-                Err(GatewayError::Gone(_)) => return Ok(Resend::Gone),
-                Err(e) => return Err(e.into()),
-            }
+        // In the connection's encoding: the delivery's frame tells it.
+        let encoding = if delivery.binary { Encoding::Protobuf } else { Encoding::Json };
+        match self.gateway.post(cid, &encode_error("ack_timeout", &message, encoding)).await {
+            Ok(()) | Err(GatewayError::PayloadRefused(_)) => {}
+            Err(GatewayError::Gone(_)) => return Ok(Resend::Gone),
+            Err(e) => return Err(e.into()),
         }
         match self.gateway.close(cid).await {
             Ok(()) => Ok(Resend::Closed),

@@ -203,3 +203,25 @@ pub async fn management_client(server: &Server) -> aws_sdk_apigatewaymanagement:
         .build();
     aws_sdk_apigatewaymanagement::Client::from_conf(config)
 }
+
+/// A binary frame's `ServerMessage`: its push (panics on any other kind).
+pub fn decode_push(bytes: &[u8]) -> herald::protocol::pb::PushNotification {
+    use herald::protocol::pb::server_message::ServerMessage;
+    match decode_server_message(bytes) {
+        Some(ServerMessage::PushNotification(p)) => p,
+        other => panic!("a ServerMessage that is not a push: {other:?}"),
+    }
+}
+
+/// A binary frame's `ServerMessage`: its error's code and message (panics on any other kind).
+pub fn decode_error(bytes: &[u8]) -> (String, String) {
+    use herald::protocol::pb::server_message::ServerMessage;
+    match decode_server_message(bytes) {
+        Some(ServerMessage::Error(e)) => (e.code, e.message),
+        other => panic!("a ServerMessage that is not an error: {other:?}"),
+    }
+}
+
+fn decode_server_message(bytes: &[u8]) -> Option<herald::protocol::pb::server_message::ServerMessage> {
+    <herald::protocol::pb::ServerMessage as prost::Message>::decode(bytes).expect("a ServerMessage").server_message
+}

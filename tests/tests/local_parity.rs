@@ -8,11 +8,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use futures::SinkExt;
-use herald::protocol::{AckStatus, ack_protobuf_base64, pb};
+use herald::protocol::{AckStatus, ack_protobuf_base64};
 use herald_local::Server;
 use herald_tests::local::*;
 use herald_tests::on_both;
-use prost::Message as _;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -74,13 +73,6 @@ async fn post_to_connection(server: &Server, id: &str, body: Vec<u8>) -> u16 {
 
 async fn get_connection(server: &Server, id: &str) -> u16 {
     reqwest::get(server.url(&format!("/@connections/{id}"))).await.expect("GET").status().as_u16()
-}
-
-fn decode_push(bytes: &[u8]) -> pb::PushNotification {
-    match pb::ServerMessage::decode(bytes).expect("a ServerMessage").server_message {
-        Some(pb::server_message::ServerMessage::PushNotification(p)) => p,
-        None => panic!("an empty ServerMessage"),
-    }
 }
 
 async fn only_connection(server: &Server, user: &str) -> String {
@@ -195,19 +187,32 @@ async fn text_that_is_neither_json_nor_protobuf_gets_the_contracts_error_frames(
     let server = spawn_app(on).await;
     let mut ws = notify_client(&server, "p5", "&format=protobuf").await;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let cases = [
-        ("not JSON, not base64", "ack please".to_string(), "bad_json"),
+    // Text that is neither JSON nor base64 gets a JSON error; the replies to a protobuf frame go
+    // in the connection's encoding: a ServerMessage error in a binary frame (CONTRACT §3).
+    let protobuf_cases = [
         ("base64 but no ClientMessage", b64.encode([0xff, 0xff, 0x01]), "bad_protobuf"),
         ("base64 of an empty ClientMessage", b64.encode([0x10, 0x01]), "bad_protobuf"),
         ("an ack of no delivery", ack_protobuf_base64("00000000-0000-0000-0000-000000000000", AckStatus::Ack), "unknown_push"),
+        ("a nack of no delivery", ack_protobuf_base64("00000000-0000-0000-0000-000000000000", AckStatus::Nack), "unknown_push"),
     ];
-    for (what, text, code) in cases {
-        ws.send(Message::Text(text.into())).await.expect("send");
-        let reply = next_json(&mut ws).await;
-        assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some(code)), "{what}: {reply}");
+    ws.send(Message::Text("ack please".into())).await.expect("send");
+    let reply = next_json(&mut ws).await;
+    assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some("bad_json")), "{reply}");
+    for (what, text, code) in &protobuf_cases {
+        ws.send(Message::Text(text.clone().into())).await.expect("send");
+        let (got, message) = decode_error(&next_binary(&mut ws).await);
+        assert_eq!(got, *code, "{what}: {message}");
+        assert!(!message.is_empty(), "{what}");
     }
     // The connection lives.
     assert_eq!(request(&mut ws, json!({"type":"subscribe","event_name":"e"})).await["type"], "subscribed");
+    // On a JSON connection the same frames get JSON errors.
+    let mut plain = notify_client(&server, "p5", "").await;
+    for (what, text, code) in &protobuf_cases {
+        plain.send(Message::Text(text.clone().into())).await.expect("send");
+        let reply = next_json(&mut plain).await;
+        assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some(*code)), "{what}: {reply}");
+    }
 }
 
 // ---- bounded outbound queues, write timeouts ------------------------------------------------

@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use futures::SinkExt;
 use herald::domain::{Api, Connection, Subscription};
-use herald::protocol::{AckStatus, ack_protobuf_base64, pb};
+use herald::protocol::{AckStatus, ack_protobuf_base64};
 use herald_tests::local::*;
 use herald_tests::on_both;
-use prost::Message as _;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -23,6 +22,7 @@ on_both!(
     seed_002_kafka_record_reaches_the_user,
     seed_003_protobuf_ack_stops_redelivery,
     seed_003_unacked_push_is_resent_then_the_connection_closed,
+    a_json_connection_in_ack_mode_is_told_ack_timeout_before_the_close,
     seed_003_nack_resends_at_once,
     a_gone_connection_is_cleaned_up,
     the_same_message_id_twice_is_pushed_once,
@@ -223,13 +223,6 @@ async fn seed_002_kafka_record_reaches_the_user(on: On) {
     assert_eq!(dead.len(), 1, "the poison record is set aside: {dead:?}");
 }
 
-fn decode_push(bytes: &[u8]) -> pb::PushNotification {
-    match pb::ServerMessage::decode(bytes).expect("a ServerMessage").server_message {
-        Some(pb::server_message::ServerMessage::PushNotification(p)) => p,
-        None => panic!("an empty ServerMessage"),
-    }
-}
-
 async fn fast_acks(on: On) -> herald_local::Server {
     spawn_with(on, |o| {
         o.delivery.ack_timeout = Duration::from_millis(300);
@@ -257,6 +250,10 @@ async fn seed_003_unacked_push_is_resent_then_the_connection_closed(on: On) {
     for _ in 0..3 {
         assert_eq!(decode_push(&next_binary(&mut ws).await).id, id);
     }
+    // Told why, in its own encoding, before the close.
+    let (code, message) = decode_error(&next_binary(&mut ws).await);
+    assert_eq!(code, "ack_timeout", "{message}");
+    assert!(message.contains(&id), "{message}");
     assert_eq!(close_code(&mut ws).await, Some(1000));
     eventually("the connection is deleted", || async { connection_ids(&server, "p2").await.is_empty() }).await;
 }
@@ -271,6 +268,18 @@ async fn seed_003_nack_resends_at_once(on: On) {
     assert_eq!(again["id"], id);
     send_json(&mut ws, json!({"type":"ack","push_id":id,"status":"ack"})).await;
     assert_silent(&mut ws, QUIET).await;
+}
+
+async fn a_json_connection_in_ack_mode_is_told_ack_timeout_before_the_close(on: On) {
+    let server = fast_acks(on).await;
+    let mut ws = notify_client(&server, "p4", "&ack=required").await;
+    let id = publish(&server, json!({"user_id":"p4","message":"m"})).await;
+    for _ in 0..3 {
+        assert_eq!(next_json(&mut ws).await["id"], id);
+    }
+    let notice = next_json(&mut ws).await;
+    assert_eq!((notice["type"].as_str(), notice["code"].as_str()), (Some("error"), Some("ack_timeout")), "{notice}");
+    assert_eq!(close_code(&mut ws).await, Some(1000));
 }
 
 async fn a_gone_connection_is_cleaned_up(on: On) {

@@ -7,9 +7,11 @@
 use herald::apigw::{self, WsEvent, WsResponse};
 use herald::delivery::{self, DeliveryError, RedeliveryTimer, Resend};
 use herald::domain::AckOutcome;
+use herald::domain::Encoding;
 use herald::gateway::Gateway;
-use herald::protocol::{AckStatus, ClientFrame, FrameError, ServerFrame, parse_binary_frame, parse_text_frame};
-use herald::store::{DeliveryStore, StoreError};
+use herald::gateway::GatewayError;
+use herald::protocol::{AckStatus, ClientFrame, FrameError, ServerFrame, encode_error, parse_binary_frame, parse_text_frame};
+use herald::store::{ConnectionStore, DeliveryStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AckError {
@@ -19,6 +21,8 @@ pub enum AckError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
+    #[error("the error frame could not be sent: {0}")]
+    Reply(#[from] GatewayError),
 }
 
 /// What `$default` needs: the delivery records, the management API, the redelivery timer.
@@ -33,8 +37,39 @@ fn error_reply(code: &str, message: impl Into<String>) -> WsResponse {
     apigw::reply(ServerFrame::error(code, message).to_json())
 }
 
+/// Whether the frame was a protobuf `ClientMessage` (raw, or base64 in a text frame that is not
+/// JSON): its errors go in the connection's encoding (CONTRACT §3).
+fn is_protobuf(event: &WsEvent) -> bool {
+    event.is_base64_encoded
+        || event
+            .body
+            .as_deref()
+            .is_some_and(|b| serde_json::from_str::<serde_json::Value>(b).is_err() && herald::protocol::decode_base64_text(b).is_some())
+}
+
+/// The error for a frame: JSON in the route's response, or for a protobuf ack on a protobuf
+/// connection a `ServerMessage.error` posted as a binary frame (a route response is text).
+async fn refuse<S: ConnectionStore + ?Sized>(
+    deps: &AckDeps<'_, S>,
+    event: &WsEvent,
+    connection_id: &str,
+    code: &str,
+    message: String,
+) -> Result<WsResponse, AckError> {
+    if is_protobuf(event)
+        && let Some(connection) = deps.store.get_connection(connection_id).await?
+        && connection.encoding == Encoding::Protobuf
+    {
+        match deps.gateway.post(connection_id, &encode_error(code, &message, Encoding::Protobuf)).await {
+            Ok(()) | Err(GatewayError::Gone(_)) => return Ok(apigw::ok()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(error_reply(code, message))
+}
+
 #[tracing::instrument(skip_all, fields(connection_id))]
-pub async fn handle<S: DeliveryStore + ?Sized>(deps: &AckDeps<'_, S>, event: WsEvent) -> Result<WsResponse, AckError> {
+pub async fn handle<S: DeliveryStore + ConnectionStore + ?Sized>(deps: &AckDeps<'_, S>, event: WsEvent) -> Result<WsResponse, AckError> {
     let connection_id = apigw::connection_id(&event)?.to_string();
     tracing::Span::current().record("connection_id", connection_id.as_str());
     let parsed = if event.is_base64_encoded {
@@ -48,6 +83,7 @@ pub async fn handle<S: DeliveryStore + ?Sized>(deps: &AckDeps<'_, S>, event: WsE
     let (push_id, status) = match parsed {
         Ok(ClientFrame::Ack { push_id, status }) => (push_id, status),
         Ok(_) => return Ok(error_reply("wrong_route", "subscribe and unsubscribe have their own routes")),
+        Err(e @ FrameError::BadProtobuf) => return refuse(deps, &event, &connection_id, e.code(), e.to_string()).await,
         Err(e) => return Ok(apigw::reply(e.to_frame().to_json())),
     };
     match status {
@@ -56,7 +92,9 @@ pub async fn handle<S: DeliveryStore + ?Sized>(deps: &AckDeps<'_, S>, event: WsE
                 tracing::info!(push_id, "acked");
                 Ok(apigw::ok())
             }
-            AckOutcome::Unknown => Ok(error_reply("unknown_push", format!("no delivery of push {push_id} to this connection"))),
+            AckOutcome::Unknown => {
+                refuse(deps, &event, &connection_id, "unknown_push", format!("no delivery of push {push_id} to this connection")).await
+            }
         },
         AckStatus::Nack => {
             let redelivery = delivery::Redelivery { store: deps.store, gateway: deps.gateway, timer: deps.timer, settings: deps.settings };
@@ -65,7 +103,9 @@ pub async fn handle<S: DeliveryStore + ?Sized>(deps: &AckDeps<'_, S>, event: WsE
             let outcome = redelivery.resend(&push_id, &connection_id, None).await?;
             tracing::info!(push_id, ?outcome, "nacked");
             match outcome {
-                Resend::Unknown => Ok(error_reply("unknown_push", format!("no delivery of push {push_id} to this connection"))),
+                Resend::Unknown => {
+                    refuse(deps, &event, &connection_id, "unknown_push", format!("no delivery of push {push_id} to this connection")).await
+                }
                 Resend::Sent(_) | Resend::Acked | Resend::Stale | Resend::Closed | Resend::Gone => Ok(apigw::ok()),
             }
         }

@@ -193,6 +193,18 @@ pub fn push_protobuf(push: &Push) -> Vec<u8> {
     pb::ServerMessage { server_message: Some(pb::server_message::ServerMessage::PushNotification(notification)) }.encode_to_vec()
 }
 
+/// An error frame in a connection's encoding (CONTRACT §3): JSON `{"type":"error",…}`, or a
+/// `ServerMessage.error` in a binary frame.
+pub fn encode_error(code: &str, message: &str, encoding: Encoding) -> Frame {
+    match encoding {
+        Encoding::Json => ServerFrame::error(code, message).to_frame(),
+        Encoding::Protobuf => {
+            let error = pb::Error { code: code.to_string(), message: message.to_string() };
+            Frame::Binary(pb::ServerMessage { server_message: Some(pb::server_message::ServerMessage::Error(error)) }.encode_to_vec())
+        }
+    }
+}
+
 /// A push encoded for a connection's encoding.
 pub fn encode_push(push: &Push, encoding: Encoding) -> Frame {
     match encoding {
