@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use herald::auth::{AuthConfig, Verifier};
@@ -81,6 +82,9 @@ pub struct Options {
     /// `HERALD_POST_TIMEOUT_MS` (default 2000): how long a management API call may take before it
     /// counts as a timeout; what `post_timeout` keeps a caller waiting.
     pub post_timeout: Duration,
+    /// `HERALD_CORS_ORIGINS`: the browser origins allowed to call the HTTP API (`POST /notify`),
+    /// comma-separated, `*` for any; empty (the default) answers no CORS request.
+    pub cors_origins: Vec<String>,
 }
 
 impl Options {
@@ -125,8 +129,29 @@ impl Options {
                 })
                 .transpose()?,
             post_timeout: Duration::from_millis(herald::config::parsed(get, "HERALD_POST_TIMEOUT_MS", 2_000u64)?),
+            cors_origins: cors_origins(get)?,
         })
     }
+}
+
+/// `HERALD_CORS_ORIGINS`: `*`, or origins such as `https://app.example.com` (scheme, host and
+/// optional port, no path), comma-separated.
+fn cors_origins(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<String>, ConfigError> {
+    let Some(value) = get("HERALD_CORS_ORIGINS") else { return Ok(Vec::new()) };
+    let origins: Vec<String> = value.split(',').map(|o| o.trim().trim_end_matches('/').to_string()).filter(|o| !o.is_empty()).collect();
+    for origin in &origins {
+        let well_formed = origin == "*"
+            || origin
+                .split_once("://")
+                .is_some_and(|(scheme, rest)| matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains('/'));
+        if !well_formed {
+            return Err(ConfigError::Invalid {
+                var: "HERALD_CORS_ORIGINS",
+                reason: format!("{origin:?} is not an origin (https://host[:port]) or *"),
+            });
+        }
+    }
+    Ok(origins)
 }
 
 /// One queue and its dead-letter queue.
@@ -218,6 +243,7 @@ pub struct App {
     pub stage: String,
     pub domain: String,
     pub idle_timeout: Duration,
+    cors_origins: Vec<String>,
     connect_limiter: Option<RateLimiter>,
 }
 
@@ -432,13 +458,14 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         stage: options.stage.clone(),
         domain: local.to_string(),
         idle_timeout: options.idle_timeout,
+        cors_origins: options.cors_origins.clone(),
         connect_limiter: options.connect_rate.map(|r| RateLimiter { per_second: u64::from(r), window: AtomicU64::new(0) }),
     });
     let router = Router::new()
         .route("/health", get(health))
         .route("/api/v1/notify/ws", get(ws::notify_upgrade))
         .route("/ws", get(ws::chat_upgrade))
-        .route("/notify", axum::routing::post(notify))
+        .route("/notify", axum::routing::post(notify).options(preflight))
         .route("/@connections/{id}", axum::routing::post(management::post).get(management::get).delete(management::delete))
         .route(
             "/{stage}/@connections/{id}",
@@ -510,6 +537,48 @@ async fn health(axum::extract::State(app): axum::extract::State<Arc<App>>) -> ax
 
 /// `POST /notify`: the HTTP API's event, handed to the `notify` function.
 async fn notify(axum::extract::State(app): axum::extract::State<Arc<App>>, request: axum::extract::Request) -> axum::response::Response {
+    let origin = allowed_origin(&app, request.headers());
+    let mut response = notify_response(&app, request).await;
+    if let Some(origin) = origin {
+        allow(response.headers_mut(), origin);
+    }
+    response
+}
+
+fn allow(headers: &mut axum::http::HeaderMap, origin: HeaderValue) {
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.append(header::VARY, HeaderValue::from_static("origin"));
+}
+
+/// The `Access-Control-Allow-Origin` for a request's `Origin`, when `HERALD_CORS_ORIGINS`
+/// allows it (as an HTTP API's `CorsConfiguration` does).
+fn allowed_origin(app: &App, headers: &axum::http::HeaderMap) -> Option<HeaderValue> {
+    let origin = headers.get(header::ORIGIN)?;
+    if app.cors_origins.iter().any(|o| o == "*") {
+        return Some(HeaderValue::from_static("*"));
+    }
+    let text = origin.to_str().ok()?;
+    app.cors_origins.iter().any(|o| o.eq_ignore_ascii_case(text)).then(|| origin.clone())
+}
+
+/// `OPTIONS /notify`: a browser's preflight. Without `HERALD_CORS_ORIGINS`, the method is not
+/// allowed (405); with it, 204, and the CORS headers only for an allowed origin.
+async fn preflight(axum::extract::State(app): axum::extract::State<Arc<App>>, headers: axum::http::HeaderMap) -> axum::response::Response {
+    if app.cors_origins.is_empty() {
+        return method_not_allowed(axum::http::Method::OPTIONS, axum::http::Uri::from_static("/notify")).await;
+    }
+    let mut response = axum::http::StatusCode::NO_CONTENT.into_response();
+    if let Some(origin) = allowed_origin(&app, &headers) {
+        let h = response.headers_mut();
+        allow(h, origin);
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("authorization, content-type"));
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    }
+    response
+}
+
+async fn notify_response(app: &App, request: axum::extract::Request) -> axum::response::Response {
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, herald::protocol::MAX_MESSAGE_BYTES * 2).await {
         Ok(b) => b,

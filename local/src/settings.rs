@@ -56,6 +56,7 @@ pub const SETTINGS: &[Setting] = &[
     s("HERALD_FANOUT_QUEUE_NAME", "herald-fanout", Local, "--backend aws: the fan-out queue's name"),
     s("HERALD_VISIBILITY_TIMEOUT_MS", "30000", Local, "visibility timeout of herald-local's queues"),
     s("HERALD_IDLE_TIMEOUT_SECS", "600", Local, "idle connections close after this (API Gateway: 10 minutes)"),
+    s("HERALD_CORS_ORIGINS", "", Local, "browser origins allowed to POST /notify, comma-separated, * for any (the template's CorsOrigins)"),
     s("HERALD_FAULTS", "", Local, "fault injection, name=rate,… (--faults; testing only)"),
     s("HERALD_FAULTS_SEED", "random, logged", Local, "seed of the fault draws (--faults-seed)"),
     s("HERALD_QUEUE_URL", "", Lambda, "the notifications queue (notify)"),

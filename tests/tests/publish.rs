@@ -17,6 +17,7 @@ on_both!(
     seed_000_broadcast_by_event_and_direct_by_user,
     notify_refusals_follow_the_contract,
     http_errors_are_json_and_say_what_is_wrong,
+    cors_is_off_by_default_and_answers_only_the_origins_given,
     seed_002_queue_message_reaches_every_connection_of_the_user,
     seed_002_body_on_notify_means_what_it_means_on_the_queue,
     seed_002_kafka_record_reaches_the_user,
@@ -161,6 +162,48 @@ async fn http_errors_are_json_and_say_what_is_wrong(on: On) {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 202);
+}
+
+async fn cors_is_off_by_default_and_answers_only_the_origins_given(on: On) {
+    const APP: &str = "https://app.example.com";
+    let client = reqwest::Client::new();
+    let body = r#"{"user_id":"1","message":1}"#;
+    let post = |server: &herald_local::Server, origin: &str| {
+        client.post(server.url("/notify")).bearer_auth(publisher()).header("origin", origin).body(body).send()
+    };
+    let preflight = |server: &herald_local::Server, origin: &str| {
+        client
+            .request(reqwest::Method::OPTIONS, server.url("/notify"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, content-type")
+            .send()
+    };
+    let allow = |r: &reqwest::Response| r.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap().to_string());
+
+    let off = spawn_app(on).await;
+    let r = post(&off, APP).await.unwrap();
+    assert_eq!((r.status().as_u16(), allow(&r)), (202, None), "no CORS unless HERALD_CORS_ORIGINS is set");
+    assert_eq!(preflight(&off, APP).await.unwrap().status().as_u16(), 405);
+
+    let on_ = spawn_with(on, |o| o.cors_origins = vec![APP.into()]).await;
+    let r = preflight(&on_, APP).await.unwrap();
+    assert_eq!((r.status().as_u16(), allow(&r).as_deref()), (204, Some(APP)));
+    assert_eq!(r.headers()["access-control-allow-methods"], "POST");
+    assert!(r.headers()["access-control-allow-headers"].to_str().unwrap().contains("authorization"));
+    let r = post(&on_, APP).await.unwrap();
+    assert_eq!((r.status().as_u16(), allow(&r).as_deref()), (202, Some(APP)));
+    // Another origin gets no CORS headers, so its browser refuses to read the answer.
+    let r = preflight(&on_, "https://evil.example.com").await.unwrap();
+    assert_eq!((r.status().as_u16(), allow(&r)), (204, None));
+    assert_eq!(allow(&post(&on_, "https://evil.example.com").await.unwrap()), None);
+    // Refusals carry the header too: the page can read the error.
+    let r = client.post(on_.url("/notify")).header("origin", APP).body(body).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), allow(&r).as_deref()), (401, Some(APP)));
+
+    // A bad setting stops startup, naming the variable.
+    let err = herald_local::Options::from_lookup(&|k| (k == "HERALD_CORS_ORIGINS").then(|| "app.example.com/x".to_string())).unwrap_err();
+    assert!(err.to_string().contains("HERALD_CORS_ORIGINS"), "{err}");
 }
 
 const SEED_002: &str = r#"{"message_id": "123e4567-e89b-12d3-a456-426614174000","delivery_method": "push","user_id": "b1fe6a68-f7b5-4c2c-a52b-97494403d2ce","subject":"Новый фильм", "content": "Фильм 'Как закалялась сталь' теперь доступен для просмотра"}"#;
