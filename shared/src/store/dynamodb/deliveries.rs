@@ -37,6 +37,27 @@ fn delivery_key(push_id: &str, connection_id: &str) -> Item {
     key([(attr::PUSH_ID, s(push_id)), (attr::CONNECTION_ID, s(connection_id))])
 }
 
+impl DynamoStore {
+    /// An update of a push's claim item that applies only while `owner` still holds it (the
+    /// claim is `sending` under its owner token): names `#state` and `#owner` are bound.
+    fn update_own_claim(
+        &self,
+        table: &str,
+        push_id: &str,
+        owner: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(table)
+            .set_key(Some(delivery_key(push_id, CLAIM)))
+            .condition_expression("#state = :sending AND #owner = :owner")
+            .expression_attribute_names("#state", name::STATE)
+            .expression_attribute_names("#owner", OWNER)
+            .expression_attribute_values(":sending", s(SENDING))
+            .expression_attribute_values(":owner", s(owner))
+    }
+}
+
 #[async_trait]
 impl DeliveryStore for DynamoStore {
     async fn claim_push(&self, push_id: &str, owner: &str, lease: Duration, expires_at: i64) -> StoreResult<Claim> {
@@ -115,18 +136,10 @@ impl DeliveryStore for DynamoStore {
         let table = self.table(TableId::Deliveries);
         let until = now_ms().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
         let update = self
-            .client
-            .update_item()
-            .table_name(table)
-            .set_key(Some(delivery_key(push_id, CLAIM)))
+            .update_own_claim(table, push_id, owner)
             .update_expression("SET #lease = :until")
-            .condition_expression("#state = :sending AND #owner = :owner")
             .expression_attribute_names("#lease", name::LEASE_UNTIL)
-            .expression_attribute_names("#state", name::STATE)
-            .expression_attribute_names("#owner", OWNER)
             .expression_attribute_values(":until", n(until))
-            .expression_attribute_values(":sending", s(SENDING))
-            .expression_attribute_values(":owner", s(owner))
             .send()
             .await
             .or_store(table);
@@ -136,18 +149,10 @@ impl DeliveryStore for DynamoStore {
     async fn complete_push(&self, push_id: &str, owner: &str) -> StoreResult<bool> {
         let table = self.table(TableId::Deliveries);
         let update = self
-            .client
-            .update_item()
-            .table_name(table)
-            .set_key(Some(delivery_key(push_id, CLAIM)))
+            .update_own_claim(table, push_id, owner)
             .update_expression("SET #state = :done REMOVE #lease")
-            .condition_expression("#state = :sending AND #owner = :owner")
-            .expression_attribute_names("#state", name::STATE)
             .expression_attribute_names("#lease", name::LEASE_UNTIL)
-            .expression_attribute_names("#owner", OWNER)
             .expression_attribute_values(":done", s(DONE))
-            .expression_attribute_values(":sending", s(SENDING))
-            .expression_attribute_values(":owner", s(owner))
             .send()
             .await
             .or_store(table);
