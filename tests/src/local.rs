@@ -225,3 +225,18 @@ pub fn decode_error(bytes: &[u8]) -> (String, String) {
 fn decode_server_message(bytes: &[u8]) -> Option<herald::protocol::pb::server_message::ServerMessage> {
     <herald::protocol::pb::ServerMessage as prost::Message>::decode(bytes).expect("a ServerMessage").server_message
 }
+
+/// A publisher's token (`scope: notify:publish`).
+pub fn publisher() -> String {
+    token(json!({"sub": "svc", "scope": "notify:publish"}))
+}
+
+/// `POST /notify` as a publisher; asserts the 202 and returns the push id.
+pub async fn publish(server: &Server, body: Value) -> String {
+    let response =
+        reqwest::Client::new().post(server.url("/notify")).bearer_auth(publisher()).json(&body).send().await.expect("POST /notify");
+    let status = response.status().as_u16();
+    let reply: Value = response.json().await.expect("a JSON reply");
+    assert_eq!(status, 202, "{reply}");
+    reply["id"].as_str().expect("an id").to_string()
+}

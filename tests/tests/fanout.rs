@@ -9,22 +9,11 @@ use futures::StreamExt;
 use futures::future::join_all;
 use herald_tests::local::*;
 use herald_tests::on_both;
-use serde_json::{Value, json};
+use serde_json::json;
 
 on_both!(an_event_larger_than_a_batch_reaches_every_subscriber_exactly_once, ack_mode_subscribers_of_a_large_event_get_it_and_can_ack);
 
 const SUBSCRIBERS: usize = herald_deliver::BATCH_SIZE + 50;
-
-async fn publisher_post(server: &herald_local::Server, body: Value) {
-    let response = reqwest::Client::new()
-        .post(server.url("/notify"))
-        .bearer_auth(token(json!({"sub": "svc", "scope": "notify:publish"})))
-        .json(&body)
-        .send()
-        .await
-        .expect("POST /notify");
-    assert_eq!(response.status().as_u16(), 202);
-}
 
 /// Connects and subscribes the clients, 25 at a time (DynamoDB Local answers slowly when the
 /// whole suite runs beside it).
@@ -43,7 +32,7 @@ async fn subscribers(server: &herald_local::Server, query: &str) -> Vec<Ws> {
 async fn an_event_larger_than_a_batch_reaches_every_subscriber_exactly_once(on: On) {
     let server = spawn_app(on).await;
     let mut clients = subscribers(&server, "").await;
-    publisher_post(&server, json!({"event_name": "big-news", "title": "t", "body": "b"})).await;
+    publish(&server, json!({"event_name": "big-news", "title": "t", "body": "b"})).await;
     let pushes = join_all(clients.iter_mut().map(|ws| async move {
         let push = next_json(ws).await;
         // Exactly once: nothing more arrives.
@@ -60,7 +49,7 @@ async fn an_event_larger_than_a_batch_reaches_every_subscriber_exactly_once(on: 
 async fn ack_mode_subscribers_of_a_large_event_get_it_and_can_ack(on: On) {
     let server = spawn_app(on).await;
     let mut clients = subscribers(&server, "&ack=required").await;
-    publisher_post(&server, json!({"event_name": "big-news", "message": {"n": 1}})).await;
+    publish(&server, json!({"event_name": "big-news", "message": {"n": 1}})).await;
     join_all(clients.iter_mut().map(|ws| async move {
         let push = next_json(ws).await;
         assert_eq!(push["message"], json!({"n": 1}));

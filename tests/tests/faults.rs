@@ -70,19 +70,6 @@ async fn counted(server: &herald_local::Server, fault: &str, n: u64) {
     panic!("/health never counted {n} {fault}: {}", health(server).await);
 }
 
-async fn publish(server: &herald_local::Server, body: Value) -> String {
-    let response = reqwest::Client::new()
-        .post(server.url("/notify"))
-        .bearer_auth(token(json!({"sub": "svc", "scope": "notify:publish"})))
-        .json(&body)
-        .send()
-        .await
-        .expect("POST /notify");
-    assert_eq!(response.status().as_u16(), 202);
-    let reply: Value = response.json().await.expect("JSON");
-    reply["id"].as_str().expect("an id").to_string()
-}
-
 async fn subscribed(server: &herald_local::Server, user: &str, event: &str) -> Ws {
     let mut ws = notify_client(server, user, "").await;
     assert_eq!(request(&mut ws, json!({"type": "subscribe", "event_name": event})).await["type"], "subscribed");

@@ -40,25 +40,6 @@ on_both!(
 
 const QUIET: Duration = Duration::from_millis(1000);
 
-fn publisher() -> String {
-    token(json!({"sub": "svc", "scope": "notify:publish"}))
-}
-
-async fn publish(server: &Server, body: Value) -> String {
-    let response = reqwest::Client::new()
-        .post(server.url("/notify"))
-        .bearer_auth(publisher())
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("POST /notify");
-    let status = response.status().as_u16();
-    let reply: Value = response.json().await.expect("a JSON reply");
-    assert_eq!(status, 202, "{reply}");
-    reply["id"].as_str().expect("an id").to_string()
-}
-
 async fn subscribed(server: &Server, user: &str, query: &str, event: &str) -> Ws {
     let mut ws = notify_client(server, user, query).await;
     assert_eq!(request(&mut ws, json!({"type":"subscribe","event_name":event})).await["type"], "subscribed");

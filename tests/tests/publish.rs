@@ -43,16 +43,6 @@ async fn post_notify(server: &herald_local::Server, token: Option<&str>, body: &
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-fn publisher() -> String {
-    token(json!({"sub": "svc", "scope": "notify:publish"}))
-}
-
-async fn publish(server: &herald_local::Server, body: Value) -> String {
-    let (status, reply) = post_notify(server, Some(&publisher()), &body.to_string()).await;
-    assert_eq!(status, 202, "{reply}");
-    reply["id"].as_str().expect("an id").to_string()
-}
-
 async fn subscribed(server: &herald_local::Server, user: &str, query: &str, event: &str) -> Ws {
     let mut ws = notify_client(server, user, query).await;
     assert_eq!(request(&mut ws, json!({"type":"subscribe","event_name":event})).await["type"], "subscribed");

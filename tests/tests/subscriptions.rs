@@ -9,17 +9,6 @@ use serde_json::json;
 
 on_both!(a_private_event_is_only_for_its_user, the_101st_subscription_is_refused_and_the_connection_lives);
 
-async fn publish(server: &herald_local::Server, event: &str) {
-    let response = reqwest::Client::new()
-        .post(server.url("/notify"))
-        .bearer_auth(token(json!({"sub": "orders-service", "scope": "notify:publish"})))
-        .json(&json!({"event_name": event, "title": "your order shipped"}))
-        .send()
-        .await
-        .expect("POST /notify");
-    assert_eq!(response.status().as_u16(), 202);
-}
-
 async fn a_private_event_is_only_for_its_user(on: On) {
     let server = spawn_app(on).await;
     let mut owner = notify_client(&server, "42", "").await;
@@ -31,7 +20,7 @@ async fn a_private_event_is_only_for_its_user(on: On) {
     // Claiming to be user 42 in the frame does not help either.
     let reply = request(&mut snoop, json!({"type":"subscribe","event_name":"user:42:orders","user_id":"42"})).await;
     assert_eq!(reply["type"], "error", "{reply}");
-    publish(&server, "user:42:orders").await;
+    publish(&server, json!({"event_name": "user:42:orders", "title": "your order shipped"})).await;
     assert_eq!(next_json(&mut owner).await["title"], "your order shipped");
     assert_silent(&mut snoop, Duration::from_millis(400)).await;
     // The refused connection is still open and usable.
@@ -46,7 +35,7 @@ async fn the_101st_subscription_is_refused_and_the_connection_lives(on: On) {
     }
     let reply = request(&mut ws, json!({"type":"subscribe","event_name":"e100"})).await;
     assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some("too_many_subscriptions")), "{reply}");
-    publish(&server, "e100").await;
+    publish(&server, json!({"event_name": "e100", "title": "your order shipped"})).await;
     assert_silent(&mut ws, Duration::from_millis(400)).await;
     // One freed, one more fits.
     assert_eq!(request(&mut ws, json!({"type":"unsubscribe","event_name":"e0"})).await["type"], "unsubscribed");
