@@ -224,3 +224,30 @@ fn scripts_local_aws_starts_dynamodb_local_moto_and_herald_local_and_stops_them(
     std::thread::sleep(Duration::from_millis(500));
     assert!(std::net::TcpStream::connect(&dynamodb).is_err(), "DynamoDB Local still listens on {dynamodb}");
 }
+
+#[test]
+fn the_defaults_in_the_settings_table_are_the_ones_the_code_uses() {
+    let default = |var: &str| -> String {
+        herald_local::settings::SETTINGS.iter().find(|s| s.var == var).unwrap_or_else(|| panic!("{var} has no row")).default.to_string()
+    };
+    let options = herald_local::Options::from_lookup(&|_| None).expect("options without any variable");
+    let d = &options.delivery;
+    let used = [
+        ("HERALD_PORT", options.port.to_string()),
+        ("HERALD_HOST", options.host.clone()),
+        ("HERALD_ACK_TIMEOUT_MS", d.ack_timeout.as_millis().to_string()),
+        ("HERALD_MAX_ATTEMPTS", d.max_attempts.to_string()),
+        ("HERALD_CONNECTION_TTL_SECS", d.connection_ttl.as_secs().to_string()),
+        ("HERALD_CLAIM_LEASE_MS", d.claim_lease.as_millis().to_string()),
+        ("HERALD_POST_TIMEOUT_MS", options.post_timeout.as_millis().to_string()),
+        ("HERALD_VISIBILITY_TIMEOUT_MS", options.visibility_timeout.as_millis().to_string()),
+        ("HERALD_IDLE_TIMEOUT_SECS", options.idle_timeout.as_secs().to_string()),
+        ("HERALD_QUEUE_NAME", options.queue_name.clone()),
+        ("HERALD_FANOUT_QUEUE_NAME", options.fanout_queue_name.clone()),
+    ];
+    for (var, value) in used {
+        assert_eq!(default(var), value, "{var}: the table says one default, the code uses another");
+    }
+    let (_, connections) = options.tables.iter().next().expect("a table");
+    assert!(connections.starts_with(&default("HERALD_TABLE_PREFIX")), "{connections}");
+}
