@@ -20,6 +20,7 @@ on_both!(
     cors_is_off_by_default_and_answers_only_the_origins_given,
     seed_002_queue_message_reaches_every_connection_of_the_user,
     seed_002_body_on_notify_means_what_it_means_on_the_queue,
+    message_ids_are_per_publisher,
     seed_002_kafka_record_reaches_the_user,
     seed_003_protobuf_ack_stops_redelivery,
     seed_003_unacked_push_is_resent_then_the_connection_closed,
@@ -215,21 +216,38 @@ async fn seed_002_queue_message_reaches_every_connection_of_the_user(on: On) {
 async fn seed_002_body_on_notify_means_what_it_means_on_the_queue(on: On) {
     let server = spawn_app(on).await;
     let mut ws = notify_client(&server, SEED_002_USER, "").await;
+    let mut ids = Vec::new();
     for _ in 0..2 {
         let (status, reply) = post_notify(&server, Some(&publisher()), SEED_002).await;
-        assert_eq!((status, reply["id"].as_str()), (202, Some("123e4567-e89b-12d3-a456-426614174000")), "{reply}");
+        assert_eq!(status, 202, "{reply}");
+        ids.push(reply["id"].as_str().expect("an id").to_string());
     }
+    assert_eq!(ids[0], ids[1], "the same message_id from the same publisher names the same push");
     let p = next_json(&mut ws).await;
     assert_eq!(
         (p["id"].as_str(), p["title"].as_str(), p["body"].as_str()),
-        (
-            Some("123e4567-e89b-12d3-a456-426614174000"),
-            Some("Новый фильм"),
-            Some("Фильм 'Как закалялась сталь' теперь доступен для просмотра")
-        )
+        (Some(ids[0].as_str()), Some("Новый фильм"), Some("Фильм 'Как закалялась сталь' теперь доступен для просмотра"))
     );
     // message_id is the idempotency key: the second post is not pushed again.
     assert_silent(&mut ws, QUIET).await;
+}
+
+/// An attacker with a valid publisher token who posts another publisher's message_id first
+/// (guessed or seen) must not suppress that publisher's push, nor collide with its id.
+async fn message_ids_are_per_publisher(on: On) {
+    let server = spawn_app(on).await;
+    let mut ws = notify_client(&server, "victim", "").await;
+    let attacker = token(json!({"sub": "attacker", "scope": "notify:publish"}));
+    let body = json!({"message_id": "order-1001", "user_id": "victim", "title": "from attacker"}).to_string();
+    let (status, first) = post_notify(&server, Some(&attacker), &body).await;
+    assert_eq!(status, 202, "{first}");
+    assert_eq!(next_json(&mut ws).await["title"], "from attacker");
+    let body = json!({"message_id": "order-1001", "user_id": "victim", "title": "your order"}).to_string();
+    let (status, second) = post_notify(&server, Some(&publisher()), &body).await;
+    assert_eq!(status, 202, "{second}");
+    let p = next_json(&mut ws).await;
+    assert_eq!((p["title"].as_str(), p["id"].as_str()), (Some("your order"), second["id"].as_str()));
+    assert_ne!(first["id"], second["id"], "two publishers' pushes have two ids (clients dedupe by id)");
 }
 
 async fn seed_002_kafka_record_reaches_the_user(on: On) {

@@ -58,9 +58,22 @@ fn bad(message: impl Into<String>) -> NotifyError {
 const FIELDS: &[&str] = &["user_id", "event_name", "message", "title", "body"];
 const SEED_002_FIELDS: &[&str] = &["message_id", "delivery_method", "subject", "content"];
 
-/// Validates a `/notify` body into a push: its id is seed 002's `message_id` when given (the
-/// idempotency key: the same id twice is pushed once), else a fresh one.
-pub fn parse_body(bytes: &[u8]) -> Result<Push, NotifyError> {
+/// The UUID namespace of push ids derived from a publisher's `message_id` ([`push_id`]).
+const MESSAGE_ID_NAMESPACE: uuid::Uuid = uuid::uuid!("5b1f3c2e-8d4a-4e6b-9c1d-2f7a6e0b4c93");
+
+/// The push id for `message_id` from `publisher` (the token's principal): a name-based UUID, so
+/// the same publisher posting the same `message_id` again names the same push (pushed once),
+/// while another publisher's equal `message_id` is another push. Publishers share one queue;
+/// without the publisher in the id, one could suppress another's pushes by guessing its ids,
+/// and clients (which dedupe by `id`) would drop one of two different pushes.
+pub fn push_id(publisher: &str, message_id: &str) -> String {
+    let name = format!("{}:{publisher}|{message_id}", publisher.len());
+    uuid::Uuid::new_v5(&MESSAGE_ID_NAMESPACE, name.as_bytes()).to_string()
+}
+
+/// Validates a `/notify` body from `publisher` into a push: its id comes from seed 002's
+/// `message_id` when given (the idempotency key, per publisher: [`push_id`]), else it is fresh.
+pub fn parse_body(bytes: &[u8], publisher: &str) -> Result<Push, NotifyError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(bad(format!("the body is over {} KB", MAX_MESSAGE_BYTES / 1024)));
     }
@@ -104,7 +117,7 @@ pub fn parse_body(bytes: &[u8]) -> Result<Push, NotifyError> {
     }
     let id = match text("message_id")? {
         Some(id) if id.is_empty() || id.len() > 256 => return Err(bad("\"message_id\" must be 1 to 256 characters")),
-        Some(id) => id,
+        Some(id) => push_id(publisher, &id),
         None => uuid::Uuid::new_v4().to_string(),
     };
     let push = Push {
@@ -129,8 +142,11 @@ async fn accept(deps: &NotifyDeps<'_>, request: &Request) -> Result<Push, Notify
         .ok()
         .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, t)| t))
         .ok_or(AuthError::NotBearer)?;
-    deps.verifier.verify(token.trim()).await?.require_publisher()?;
-    let push = parse_body(request.body().as_ref())?;
+    let identity = deps.verifier.verify(token.trim()).await?;
+    identity.require_publisher()?;
+    // A publisher token that names nobody shares the anonymous namespace.
+    let publisher = identity.principal().unwrap_or_default();
+    let push = parse_body(request.body().as_ref(), &publisher)?;
     let body = serde_json::to_string(&push).map_err(|e| bad(e.to_string()))?;
     deps.queue.send(&body).await.map_err(NotifyError::Queue)?;
     Ok(push)
@@ -157,7 +173,7 @@ mod tests {
     #[test]
     fn bodies_are_validated_like_the_contract_says() {
         assert_eq!(
-            parse_body(br#"{"user_id":1589,"event_name":"notification:test","message":1}"#).unwrap().user_id.as_deref(),
+            parse_body(br#"{"user_id":1589,"event_name":"notification:test","message":1}"#, "svc").unwrap().user_id.as_deref(),
             Some("1589")
         );
         for bad_body in [
@@ -176,20 +192,26 @@ mod tests {
             br#"{"user_id":"1","delivery_method":"sms","content":"c"}"#,
             br#"{"user_id":"1","message_id":"","content":"c"}"#,
         ] {
-            assert_eq!(parse_body(bad_body).unwrap_err().status(), 400, "{}", String::from_utf8_lossy(bad_body));
+            assert_eq!(parse_body(bad_body, "svc").unwrap_err().status(), 400, "{}", String::from_utf8_lossy(bad_body));
         }
-        let typo = parse_body(br#"{"user_id":"1","mesage":"hi"}"#).unwrap_err().to_string();
+        let typo = parse_body(br#"{"user_id":"1","mesage":"hi"}"#, "svc").unwrap_err().to_string();
         assert!(typo.contains("\"mesage\""), "{typo}");
         // Seed 002's body means what it means on the queue.
         let seed = parse_body(
             br#"{"message_id":"123e4567-e89b-12d3-a456-426614174000","delivery_method":"push","user_id":"u1","subject":"S","content":"C"}"#,
+            "svc",
         )
         .unwrap();
         assert_eq!(
-            (seed.id.as_str(), seed.title.as_deref(), seed.body.as_deref(), seed.user_id.as_deref()),
-            ("123e4567-e89b-12d3-a456-426614174000", Some("S"), Some("C"), Some("u1"))
+            (seed.id.clone(), seed.title.as_deref(), seed.body.as_deref(), seed.user_id.as_deref()),
+            (push_id("svc", "123e4567-e89b-12d3-a456-426614174000"), Some("S"), Some("C"), Some("u1"))
         );
+        // The id is the publisher's: stable for it, another for anyone else, unambiguous.
+        assert_eq!(push_id("svc", "m1"), push_id("svc", "m1"));
+        assert_ne!(push_id("svc", "m1"), push_id("other", "m1"));
+        assert_ne!(push_id("a:b", "c"), push_id("a", "b:c"));
+        assert_ne!(push_id("", "1|x"), push_id("1", "x"));
         let huge = format!(r#"{{"user_id":"1","message":"{}"}}"#, "x".repeat(MAX_MESSAGE_BYTES));
-        assert_eq!(parse_body(huge.as_bytes()).unwrap_err().status(), 400);
+        assert_eq!(parse_body(huge.as_bytes(), "svc").unwrap_err().status(), 400);
     }
 }
