@@ -4,6 +4,7 @@
 pub mod faults;
 pub mod functions;
 mod management;
+pub mod metrics;
 pub mod queue;
 pub mod registry;
 pub mod settings;
@@ -240,6 +241,8 @@ pub struct App {
     pub registry: Arc<Registry>,
     /// What is injected, and how often it was (`GET /health`).
     pub faults: Arc<Faults>,
+    /// Open connections by API (`GET /metrics`).
+    pub live: metrics::LiveCounts,
     pub stage: String,
     pub domain: String,
     pub idle_timeout: Duration,
@@ -455,6 +458,7 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         queues,
         registry,
         faults,
+        live: Default::default(),
         stage: options.stage.clone(),
         domain: local.to_string(),
         idle_timeout: options.idle_timeout,
@@ -463,6 +467,7 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
     });
     let router = Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics::handler))
         .route("/api/v1/notify/ws", get(ws::notify_upgrade))
         .route("/ws", get(ws::chat_upgrade))
         .route("/notify", axum::routing::post(notify).options(preflight))

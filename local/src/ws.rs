@@ -314,6 +314,7 @@ async fn run(app: Arc<App>, ctx: ConnectionContext, socket: WebSocket, prefers_b
     let limits = app.registry.limits();
     let (live, outbox) = LiveConnection::open(limits, ctx.connected_at, ctx.source_ip.clone(), user_agent, prefers_binary);
     app.registry.insert(ctx.connection_id.clone(), live.clone());
+    let _counted = app.live.open(ctx.api);
     let (sink, mut stream) = socket.split();
     let mut writer = tokio::spawn(write_queue(sink, outbox, limits.write_timeout));
     let idle = tokio::time::sleep(app.idle_timeout);

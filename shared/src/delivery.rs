@@ -142,7 +142,10 @@ impl<S: DeliveryStore + ?Sized> Redelivery<'_, S> {
             return Ok(Resend::Stale);
         };
         match self.gateway.post(connection_id, &stored_frame(&delivery)?).await {
-            Ok(()) => Ok(Resend::Sent(attempt)),
+            Ok(()) => {
+                crate::metrics::inc(crate::metrics::Counter::Redeliveries);
+                Ok(Resend::Sent(attempt))
+            }
             Err(GatewayError::Gone(_)) => Ok(Resend::Gone),
             Err(e) => Err(e.into()),
         }
@@ -160,6 +163,7 @@ impl<S: DeliveryStore + ?Sized> Redelivery<'_, S> {
             Err(GatewayError::Gone(_)) => return Ok(Resend::Gone),
             Err(e) => return Err(e.into()),
         }
+        crate::metrics::inc(crate::metrics::Counter::AckTimeouts);
         match self.gateway.close(cid).await {
             Ok(()) => Ok(Resend::Closed),
             Err(GatewayError::Gone(_)) => Ok(Resend::Gone),

@@ -7,6 +7,7 @@
 //! - [`gateway`]: post to, describe and close a WebSocket connection (API Gateway Management API).
 //! - [`queue`]: hand a message to the dispatcher (SQS or in memory).
 //! - [`protocol`]: JSON frames, protobuf messages and chat events.
+//! - [`metrics`]: counters and timings, as Prometheus text (herald-local) or EMF (Lambda).
 //! - [`chat`]: what the chat route functions share (arguments, authorization, reply shapes).
 
 pub mod apigw;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod gateway;
+pub mod metrics;
 pub mod protocol;
 pub mod queue;
 pub mod runtime;

@@ -744,3 +744,30 @@ fn the_jwt_secret_never_passes_through_the_environment() {
     }
     fail_if_any("the secrets rule (issue 9)", problems);
 }
+
+#[test]
+fn the_dashboard_shows_every_metric_the_functions_print() {
+    let t = Template::load();
+    let dashboard = t.resource("OperationsDashboard").expect("an OperationsDashboard");
+    let sub = intrinsic(prop(dashboard, "DashboardBody").expect("a DashboardBody"), "Sub").expect("DashboardBody is a !Sub");
+    let body = sub.as_sequence().and_then(|s| s.first()).and_then(Value::as_str).expect("!Sub [body, vars]");
+    // What CloudFormation substitutes, with stand-ins: the body must then be the JSON CloudWatch takes.
+    let mut text = body.replace("${Ns}", "Herald/stack").replace("${AWS::Region}", "eu-west-1");
+    while let Some(start) = text.find("${") {
+        let end = start + text[start..].find('}').expect("a closed ${...}");
+        text.replace_range(start..=end, "queue-name");
+    }
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("the dashboard body is not JSON: {e}\n{text}"));
+    let shown: BTreeSet<String> = json["widgets"]
+        .as_array()
+        .expect("widgets")
+        .iter()
+        .flat_map(|w| w["properties"]["metrics"].as_array().cloned().unwrap_or_default())
+        .filter(|m| m[0] == "Herald/stack")
+        .map(|m| m[1].as_str().expect("a metric name").to_string())
+        .collect();
+    let printed: BTreeSet<String> = herald::metrics::emf_names().map(str::to_string).collect();
+    assert_eq!(shown, printed, "the dashboard's Herald metrics are exactly the ones shared/src/metrics.rs prints");
+    let env = t.doc["Globals"]["Function"]["Environment"]["Variables"].get("HERALD_METRICS_NAMESPACE");
+    assert!(env.is_some(), "the functions are told their metrics namespace");
+}

@@ -89,6 +89,7 @@ pub async fn handle<S: DeliveryStore + ConnectionStore + ?Sized>(deps: &AckDeps<
     match status {
         AckStatus::Ack => match deps.store.ack_delivery(&push_id, &connection_id).await? {
             AckOutcome::Acked => {
+                herald::metrics::inc(herald::metrics::Counter::Acks);
                 tracing::info!(push_id, "acked");
                 Ok(apigw::ok())
             }
@@ -101,6 +102,7 @@ pub async fn handle<S: DeliveryStore + ConnectionStore + ?Sized>(deps: &AckDeps<
             // The check for the new send is scheduled before it goes out (it supersedes the
             // pending one); a failure fails the route, and the pending check still resends.
             let outcome = redelivery.resend(&push_id, &connection_id, None).await?;
+            herald::metrics::inc(herald::metrics::Counter::Nacks);
             tracing::info!(push_id, ?outcome, "nacked");
             match outcome {
                 Resend::Unknown => {

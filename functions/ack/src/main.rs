@@ -9,5 +9,5 @@ async fn main() -> Result<(), Error> {
     let gateway = herald::runtime::management_gateway(&sdk)?;
     let timer = herald::runtime::redelivery_timer(&sdk)?;
     let deps = herald_ack::AckDeps { store: &store, gateway: &gateway, timer: &timer, settings: &settings };
-    run(service_fn(|e: LambdaEvent<_>| herald_ack::handle(&deps, e.payload))).await
+    run(service_fn(|e: LambdaEvent<_>| herald::metrics::emf(herald_ack::handle(&deps, e.payload)))).await
 }

@@ -51,6 +51,7 @@ pub async fn handle<S: ConnectionStore + ?Sized>(
         ..Connection::opened(connection_id, sid, Api::Chat, connection_ttl)
     };
     store.put_connection(&connection).await?;
+    herald::metrics::inc(herald::metrics::Counter::ChatConnectionsOpened);
     tracing::info!(sid = %connection.user_id, admin = connection.admin, request_id = connection.request_id.as_deref(), "chat connected");
     Ok(accept(&event))
 }

@@ -6,5 +6,5 @@ async fn main() -> Result<(), Error> {
     let sdk = herald::runtime::sdk_config().await;
     let store = herald::runtime::dynamo_store(&sdk).await;
     let gateway = herald::runtime::management_gateway(&sdk)?;
-    run(service_fn(|e: LambdaEvent<_>| herald_chat_messages::handle(&store, &gateway, e.payload))).await
+    run(service_fn(|e: LambdaEvent<_>| herald::metrics::emf(herald_chat_messages::handle(&store, &gateway, e.payload)))).await
 }

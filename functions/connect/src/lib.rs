@@ -45,6 +45,7 @@ pub async fn handle<S: ConnectionStore + ?Sized>(store: &S, connection_ttl: Dura
         ..Connection::opened(connection_id, user_id, Api::Notify, connection_ttl)
     };
     store.put_connection(&connection).await?;
+    herald::metrics::inc(herald::metrics::Counter::NotifyConnectionsOpened);
     tracing::info!(user_id = %connection.user_id, encoding = encoding.as_str(), ack = ack_mode.as_str(), "connected");
     Ok(accept(&event))
 }

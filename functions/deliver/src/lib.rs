@@ -23,8 +23,9 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use futures::StreamExt;
 use herald::config::DeliveryConfig;
 use herald::delivery::{DeliveryError, Redelivery, RedeliveryTimer};
-use herald::domain::{AckMode, BatchState, Encoding, Push, Target, epoch_secs, now};
+use herald::domain::{AckMode, BatchState, Encoding, Push, Target, age, epoch_secs, now};
 use herald::gateway::{Frame, Gateway, GatewayError};
+use herald::metrics::{self, Counter, Histogram};
 use herald::protocol::encode_push;
 use herald::store::{ConnectionStore, DeliveryStore, StoreError, SubscriptionStore};
 use serde::{Deserialize, Serialize};
@@ -170,7 +171,12 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + ?Sized> DeliverDep
         let mut outcome = BatchOutcome::default();
         for (target, sent) in results {
             match sent {
-                Sent::Posted => outcome.sent += 1,
+                Sent::Posted => {
+                    outcome.sent += 1;
+                    if let Some(latency) = age(&batch.push.created_at) {
+                        metrics::observe(Histogram::DeliveryLatencySeconds, latency);
+                    }
+                }
                 Sent::Refused => {}
                 Sent::Gone => {
                     outcome.gone += 1;
@@ -183,6 +189,9 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + ?Sized> DeliverDep
         }
         let state = if outcome.failed.is_empty() { BatchState::Done } else { BatchState::Remaining(outcome.failed.clone()) };
         self.store.save_batch(&batch.batch_id, &state, expires_at).await?;
+        metrics::add(Counter::Deliveries, outcome.sent as u64);
+        metrics::add(Counter::Gone, outcome.gone as u64);
+        metrics::add(Counter::DeliveriesFailed, outcome.failed.len() as u64);
         tracing::info!(sent = outcome.sent, gone = outcome.gone, failed = outcome.failed.len(), "batch");
         Ok(outcome)
     }
@@ -192,7 +201,11 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + ?Sized> DeliverDep
         let cid = target.connection_id.as_str();
         let mut backoff = FIRST_BACKOFF;
         for attempt in 1..=POST_TRIES {
+            if attempt > 1 {
+                metrics::inc(Counter::PostRetries);
+            }
             budget.wait().await;
+            let started = Instant::now();
             let result = if target.ack_mode == AckMode::Required {
                 let redelivery = Redelivery { store: self.store, gateway: self.gateway, timer: self.timer, settings: self.settings };
                 match redelivery.first_send(push_id, target, frame, expires_at).await {
@@ -208,6 +221,7 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + ?Sized> DeliverDep
             } else {
                 self.gateway.post(cid, frame).await
             };
+            metrics::observe(Histogram::PostSeconds, started.elapsed());
             match result {
                 Ok(()) => return Sent::Posted,
                 Err(GatewayError::Gone(_)) => return Sent::Gone,

@@ -10,5 +10,5 @@ async fn main() -> Result<(), Error> {
     let gateway = herald::runtime::management_gateway(&sdk)?;
     let timer = herald::runtime::redelivery_timer(&sdk)?;
     let deps = herald_deliver::DeliverDeps { store: &store, gateway: &gateway, timer: &timer, settings: &settings };
-    run(service_fn(|e: LambdaEvent<SqsEvent>| async { Ok::<_, Error>(deps.handle_sqs(e.payload).await) })).await
+    run(service_fn(|e: LambdaEvent<SqsEvent>| herald::metrics::emf(async { Ok::<_, Error>(deps.handle_sqs(e.payload).await) }))).await
 }

@@ -2,6 +2,7 @@
 //! Safe to run twice, and for a connection that was never stored.
 
 use herald::apigw::{self, WsEvent, WsResponse};
+use herald::metrics::{self, Counter};
 use herald::store::{ConnectionStore, StoreError, SubscriptionStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +17,8 @@ pub enum DisconnectError {
 pub async fn forget<S: ConnectionStore + SubscriptionStore + ?Sized>(store: &S, connection_id: &str) -> Result<usize, StoreError> {
     let removed = store.delete_connection_subscriptions(connection_id).await?;
     store.delete_connection(connection_id).await?;
+    metrics::inc(Counter::ConnectionsClosed);
+    metrics::add(Counter::SubscriptionsRemoved, removed as u64);
     Ok(removed)
 }
 

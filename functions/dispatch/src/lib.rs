@@ -100,6 +100,7 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + ?Sized> DispatchDe
                 if !self.store.complete_push(key, &owner).await? {
                     tracing::warn!("the claim was retaken meanwhile; the other coordinator completes it");
                 }
+                herald::metrics::inc(herald::metrics::Counter::PushesDispatched);
                 tracing::info!(sent = delivered.sent, gone = delivered.gone, batches = delivered.batches, "dispatched");
                 Ok(delivered)
             }
@@ -208,6 +209,7 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + ?Sized> DispatchDe
 
     async fn dead_letter(&self, envelope: &serde_json::Value) -> Result<(), DispatchError> {
         self.dead_letters.send(&envelope.to_string()).await.map_err(|e| DispatchError::Transient(format!("could not dead-letter: {e}")))?;
+        herald::metrics::inc(herald::metrics::Counter::DeadLetters);
         Ok(())
     }
 

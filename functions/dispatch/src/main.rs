@@ -25,7 +25,7 @@ async fn main() -> Result<(), Error> {
         DispatchDeps { store: &store, gateway: &gateway, timer: &timer, dead_letters: &dead_letters, fanout: &fanout, settings: &settings };
     run(service_fn(|e: LambdaEvent<Value>| {
         let deps = &deps;
-        async move {
+        herald::metrics::emf(async move {
             if is_kafka(&e.payload) {
                 let event: KafkaEvent = serde_json::from_value(e.payload)?;
                 deps.handle_kafka(event).await?;
@@ -34,7 +34,7 @@ async fn main() -> Result<(), Error> {
                 let event: SqsEvent = serde_json::from_value(e.payload)?;
                 Ok(serde_json::to_value(deps.handle_sqs(event).await)?)
             }
-        }
+        })
     }))
     .await
 }

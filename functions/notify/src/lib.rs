@@ -156,6 +156,7 @@ async fn accept(deps: &NotifyDeps<'_>, request: &Request) -> Result<Push, Notify
 pub async fn handle(deps: &NotifyDeps<'_>, request: Request) -> Result<Response<Body>, std::convert::Infallible> {
     Ok(match accept(deps, &request).await {
         Ok(push) => {
+            herald::metrics::inc(herald::metrics::Counter::PushesAccepted);
             tracing::info!(push_id = push.id, user_id = push.user_id.as_deref(), event_name = push.event_name.as_deref(), "queued");
             json_response(202, json!({ "id": push.id }))
         }

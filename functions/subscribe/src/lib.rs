@@ -83,10 +83,15 @@ pub async fn handle<S: ConnectionStore + SubscriptionStore + ?Sized>(
             store.unsubscribe(&connection_id, &event_name).await?;
             return Ok(too_many());
         }
+        if new {
+            herald::metrics::inc(herald::metrics::Counter::SubscriptionsAdded);
+        }
         tracing::info!(event_name, "subscribed");
         return Ok(apigw::reply(ServerFrame::Subscribed { event_name }.to_json()));
     }
-    store.unsubscribe(&connection_id, &event_name).await?;
+    if store.unsubscribe(&connection_id, &event_name).await? {
+        herald::metrics::inc(herald::metrics::Counter::SubscriptionsRemoved);
+    }
     let reply = ServerFrame::Unsubscribed { event_name: event_name.clone() };
     if !store.connection_subscriptions(&connection_id).await?.is_empty() {
         return Ok(apigw::reply(reply.to_json()));

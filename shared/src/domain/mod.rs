@@ -57,6 +57,12 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
+/// How long ago an RFC 3339 time was (`None` if unreadable or in the future).
+pub fn age(rfc3339_text: &str) -> Option<std::time::Duration> {
+    let at = OffsetDateTime::parse(rfc3339_text, &Rfc3339).ok()?;
+    std::time::Duration::try_from(now() - at).ok()
+}
+
 /// Seconds since the epoch, for DynamoDB TTL attributes.
 pub fn epoch_secs(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
