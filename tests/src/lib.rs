@@ -1,4 +1,5 @@
 //! Harness for Herald's integration tests.
 
+pub mod browser;
 pub mod dynamo;
 pub mod local;
