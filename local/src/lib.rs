@@ -343,7 +343,8 @@ async fn backend(options: &Options, faults: &Arc<Faults>) -> Result<(Arc<dyn Sto
     }
     let sdk = match &options.sdk {
         Some(sdk) => sdk.clone(),
-        None => herald::runtime::sdk_config().await,
+        // A developer's machine: whatever endpoints it is pointed at, with the system's roots.
+        None => herald::runtime::sdk_config_with(herald::runtime::TlsRoots::System).await,
     };
     check_aws(&sdk).await?;
     let mut dynamodb = herald::store::faults::dynamodb_config(&sdk);

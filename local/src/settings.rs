@@ -64,6 +64,12 @@ pub const SETTINGS: &[Setting] = &[
     s("HERALD_DEAD_LETTER_QUEUE_URL", "", Lambda, "where dispatch sets aside undeliverable messages"),
     s("HERALD_REDELIVERY_QUEUE_URL", "", Lambda, "the delayed queue of ack-mode redelivery checks"),
     s("HERALD_MANAGEMENT_ENDPOINT", "", Lambda, "the API Gateway management API endpoint"),
+    s(
+        "HERALD_TLS_ROOTS",
+        "aws",
+        Lambda,
+        "roots the AWS SDK clients trust: aws (built-in Amazon Trust Services) or system (the image's bundle)",
+    ),
     s("HERALD_METRICS_NAMESPACE", "Herald", Lambda, "CloudWatch namespace of the EMF metrics (the template: Herald/<stack>)"),
 ];
 

@@ -4,6 +4,6 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 async fn main() -> Result<(), Error> {
     herald::runtime::init_tracing();
     let ttl = herald::config::DeliveryConfig::from_lookup(&herald::config::env)?.connection_ttl;
-    let store = herald::runtime::dynamo_store(&herald::runtime::sdk_config().await).await;
+    let store = herald::runtime::dynamo_store(&herald::runtime::sdk_config().await?).await;
     run(service_fn(|e: LambdaEvent<_>| herald::metrics::emf(herald_connect::handle(&store, ttl, e.payload)))).await
 }

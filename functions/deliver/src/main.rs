@@ -5,7 +5,7 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 async fn main() -> Result<(), Error> {
     herald::runtime::init_tracing();
     let settings = herald::config::DeliveryConfig::from_lookup(&herald::config::env)?;
-    let sdk = herald::runtime::sdk_config().await;
+    let sdk = herald::runtime::sdk_config().await?;
     let store = herald::runtime::dynamo_store(&sdk).await;
     let gateway = herald::runtime::management_gateway(&sdk)?;
     let timer = herald::runtime::redelivery_timer(&sdk)?;

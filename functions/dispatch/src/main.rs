@@ -13,7 +13,7 @@ fn is_kafka(event: &Value) -> bool {
 async fn main() -> Result<(), Error> {
     herald::runtime::init_tracing();
     let settings = herald::config::DeliveryConfig::from_lookup(&herald::config::env)?;
-    let sdk = herald::runtime::sdk_config().await;
+    let sdk = herald::runtime::sdk_config().await?;
     let store = herald::runtime::dynamo_store(&sdk).await;
     let gateway = herald::runtime::management_gateway(&sdk)?;
     let timer = herald::runtime::redelivery_timer(&sdk)?;

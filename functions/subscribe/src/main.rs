@@ -3,7 +3,7 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     herald::runtime::init_tracing();
-    let sdk = herald::runtime::sdk_config().await;
+    let sdk = herald::runtime::sdk_config().await?;
     let store = herald::runtime::dynamo_store(&sdk).await;
     let gateway = herald::runtime::management_gateway(&sdk)?;
     run(service_fn(|e: LambdaEvent<_>| herald::metrics::emf(herald_subscribe::handle(&store, &gateway, e.payload)))).await

@@ -33,7 +33,7 @@ impl SecretsManagerKey {
     async fn fetch(&self) -> Result<DecodingKey, AuthError> {
         let sdk = match &self.sdk {
             Some(sdk) => sdk.clone(),
-            None => crate::runtime::sdk_config().await,
+            None => crate::runtime::sdk_config().await.map_err(|e| AuthError::Unavailable(e.to_string()))?,
         };
         let client = aws_sdk_secretsmanager::Client::new(&sdk);
         let output = client.get_secret_value().secret_id(&self.secret_id).send().await.map_err(|e| {
