@@ -85,6 +85,17 @@ impl Outbox {
     /// The next thing to do; `None` once every sender is gone.
     pub async fn recv(&mut self) -> Option<Outbound> {
         let next = self.rx.recv().await;
+        self.taken(next)
+    }
+
+    /// The next thing to do if it is queued already, without waiting.
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        let next = self.rx.try_recv().ok();
+        self.taken(next)
+    }
+
+    /// What was taken off the queue no longer counts against its limits.
+    fn taken(&self, next: Option<Outbound>) -> Option<Outbound> {
         if let Some(Outbound::Frame(frame)) = &next {
             self.conn.queued_bytes.fetch_sub(frame.as_bytes().len(), Ordering::Relaxed);
             self.conn.queued_frames.fetch_sub(1, Ordering::Relaxed);
