@@ -12,6 +12,7 @@ use herald_local::{Backend, Options, Server};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::BenchBackend;
@@ -60,6 +61,17 @@ pub fn thread_cpu_time() -> Duration {
         libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts);
     }
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// This process's CPU time, user and system, every thread (getrusage).
+pub fn process_cpu_time() -> Duration {
+    // SAFETY: getrusage writes into the zeroed local struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// The kernel's count of connections dropped because a listen queue was full
@@ -155,9 +167,20 @@ pub async fn start_server_with(backend: BenchBackend, adjust: impl FnOnce(&mut O
     Ok(herald_local::start(options).await?)
 }
 
+/// The read buffer of the fan-out's clients. tungstenite (0.29) zero-fills its whole read buffer
+/// before every read, WouldBlock included: with the default 128 KiB, 2,000 clients spent more
+/// CPU on memset than the server they measure spent on its work (a 128 KiB memset per wake-up,
+/// two per frame when frames arrive one at a time). herald-local reads with 4 KiB too.
+pub const CLIENT_READ_BUFFER: usize = 4 * 1024;
+
 /// Opens a WebSocket with a timeout.
 pub async fn connect(url: &str, wait: Duration) -> Result<Ws> {
-    match tokio::time::timeout(wait, tokio_tungstenite::connect_async(url)).await {
+    connect_with(url, wait, None).await
+}
+
+/// [`connect`] with tungstenite's settings.
+pub async fn connect_with(url: &str, wait: Duration, config: Option<WebSocketConfig>) -> Result<Ws> {
+    match tokio::time::timeout(wait, tokio_tungstenite::connect_async_with_config(url, config, false)).await {
         Ok(Ok((ws, _))) => Ok(ws),
         Ok(Err(e)) => Err(format!("handshake failed: {e}").into()),
         Err(_) => Err(format!("handshake timed out after {wait:?}").into()),
@@ -181,7 +204,8 @@ pub async fn next_text(ws: &mut Ws, wait: Duration) -> Result<String> {
 
 /// Connects to the notification API as `user` and subscribes to `event`.
 pub async fn subscribed_client(server_ws: &str, token: &str, event: &str) -> Result<Ws> {
-    let mut ws = connect(&format!("{server_ws}/api/v1/notify/ws?token={token}"), Duration::from_secs(30)).await?;
+    let config = WebSocketConfig::default().read_buffer_size(CLIENT_READ_BUFFER);
+    let mut ws = connect_with(&format!("{server_ws}/api/v1/notify/ws?token={token}"), Duration::from_secs(30), Some(config)).await?;
     ws.send(Message::Text(json!({"type": "subscribe", "event_name": event}).to_string().into())).await?;
     let reply: Value = serde_json::from_str(&next_text(&mut ws, Duration::from_secs(30)).await?)?;
     if reply["type"] != "subscribed" {
@@ -192,7 +216,13 @@ pub async fn subscribed_client(server_ws: &str, token: &str, event: &str) -> Res
 
 /// Opens `n` subscribed clients, `concurrency` handshakes at a time.
 pub async fn subscribed_clients(server: &Server, n: usize, event: &str, concurrency: usize) -> Result<Vec<Ws>> {
-    let base = server.ws_url("");
+    subscribed_clients_at(&server.ws_url(""), n, event, concurrency).await
+}
+
+/// [`subscribed_clients`] to any server at `base` (`ws://host:port`) that speaks the notification
+/// API's handshake and `subscribe` frame (herald-local, or the fan-out's minimal server).
+pub async fn subscribed_clients_at(base: &str, n: usize, event: &str, concurrency: usize) -> Result<Vec<Ws>> {
+    let base = base.to_string();
     let tokens = (0..n).map(|i| user_token(&format!("fan{i}"))).collect::<Result<Vec<_>>>()?;
     let clients: Vec<Result<Ws>> = futures::stream::iter(tokens)
         .map(|t| {

@@ -3,6 +3,8 @@
 //!
 //! - `fanout`: publishes through `POST /notify` (the `notify` function, the in-memory queue, the
 //!   poller, `dispatch` with herald-local's in-process gateway), at full speed and then paced;
+//!   then the same load generator against the minimal broadcast server (`crate::minimal`: no
+//!   auth, no store, each frame serialized once), and herald-local's figures over its;
 //! - `fanout-sdk`: `dispatch` itself (the coordinator, `DispatchDeps::deliver`) and the delivery
 //!   workers it hands batches to (`DeliverDeps::deliver_batch`, all of a push's batches at once) on
 //!   a runtime and OS thread of their own, posting every frame through
@@ -82,6 +84,10 @@ struct Outcome {
     expected: usize,
     per_second: f64,
     latency: Percentiles,
+    /// From the first publish to the last publish's answer.
+    publishing: Duration,
+    /// This process's CPU time over the run (server, clients and publisher together).
+    cpu: Duration,
 }
 
 async fn collect(mut receivers: JoinSet<(Ws, Vec<(u64, Instant)>)>) -> (Vec<Ws>, Vec<(u64, Instant)>) {
@@ -104,7 +110,14 @@ fn outcome(received: &[(u64, Instant)], seq_start: u64, published_at: &[Instant]
         .filter_map(|(seq, at)| published_at.get((seq - seq_start) as usize).map(|p| at.saturating_duration_since(*p)))
         .collect();
     let span = last.saturating_duration_since(first).as_secs_f64().max(1e-9);
-    Outcome { deliveries: received.len(), expected, per_second: received.len() as f64 / span, latency: Percentiles::new(latencies) }
+    Outcome {
+        deliveries: received.len(),
+        expected,
+        per_second: received.len() as f64 / span,
+        latency: Percentiles::new(latencies),
+        publishing: Duration::ZERO,
+        cpu: Duration::ZERO,
+    }
 }
 
 fn report(name: &str, o: &Outcome) {
@@ -113,6 +126,14 @@ fn report(name: &str, o: &Outcome) {
     figure(&format!("{name} latency p50"), ms(o.latency.at(0.50)), "ms");
     figure(&format!("{name} latency p99"), ms(o.latency.at(0.99)), "ms");
     figure(&format!("{name} latency max"), ms(o.latency.max()), "ms");
+    if !o.publishing.is_zero() {
+        figure(&format!("{name} publish time"), ms(o.publishing), "ms");
+    }
+    if !o.cpu.is_zero() {
+        figure(&format!("{name} cpu (the whole process)"), ms(o.cpu), "ms");
+        let per_thousand = o.cpu.as_secs_f64() * 1000.0 / (o.deliveries.max(1) as f64 / 1000.0);
+        figure(&format!("{name} cpu per 1000 deliveries"), format!("{per_thousand:.2}"), "ms");
+    }
 }
 
 /// `POST /notify` with the publisher token: one event push carrying its seq.
@@ -126,9 +147,10 @@ async fn publish(http: &reqwest::Client, url: &str, token: &str, seq: u64) -> Re
     Ok(())
 }
 
-/// One run through POST /notify: `publishes` pushes, `interval` apart (none: back to back).
+/// One run through POST /notify of the server at `base` (`http://host:port`): `publishes`
+/// pushes, `interval` apart (none: back to back).
 async fn notify_run(
-    server: &Server,
+    base: &str,
     clients: Vec<Ws>,
     seq_start: u64,
     publishes: usize,
@@ -139,14 +161,15 @@ async fn notify_run(
     let deadline = tokio::time::Instant::now() + publishing + GRACE;
     let receivers = spawn_receivers(clients, seq_start..seq_start + publishes as u64, publishes, deadline);
     let http = reqwest::Client::new();
-    let url = server.url("/notify");
+    let url = format!("{base}/notify");
     let token = common::publisher_token()?;
     // One request first so that the HTTP connection is open before the clock starts.
-    let warm = http.get(server.url("/health")).send().await?;
+    let warm = http.get(format!("{base}/health")).send().await?;
     if !warm.status().is_success() {
         return Err(format!("GET /health answered {}", warm.status()).into());
     }
     let mut published_at = Vec::with_capacity(publishes);
+    let cpu0 = common::process_cpu_time();
     let start = tokio::time::Instant::now();
     let mut failure = None;
     for i in 0..publishes {
@@ -159,30 +182,99 @@ async fn notify_run(
             break;
         }
     }
+    let publishing = published_at.first().map(Instant::elapsed).unwrap_or_default();
     let (clients, received) = collect(receivers).await;
+    let cpu = common::process_cpu_time().saturating_sub(cpu0);
     if let Some(e) = failure {
         common::close_all(clients).await;
         return Err(e);
     }
-    Ok((clients, outcome(&received, seq_start, &published_at, expected)))
+    Ok((clients, Outcome { publishing, cpu, ..outcome(&received, seq_start, &published_at, expected) }))
 }
 
-pub async fn run(connections: usize, publishes: usize, rate: u64) -> Result<()> {
-    let server = common::start_server(BenchBackend::Embedded).await?;
-    let clients = common::subscribed_clients(&server, connections, EVENT, SETUP_CONCURRENCY).await?;
+/// Which servers `fanout` drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Servers {
+    /// herald-local, then the minimal server, and the ratios.
+    Both,
+    /// herald-local only.
+    Herald,
+    /// The minimal broadcast server only.
+    Minimal,
+}
+
+/// One server's back-to-back and paced runs.
+struct Pass {
+    burst: Outcome,
+    paced: Outcome,
+}
+
+/// The back-to-back run then the paced one (`interval` apart), on `clients` of the server at `base`.
+async fn pass(base: &str, clients: Vec<Ws>, publishes: usize, interval: Duration) -> Result<(Vec<Ws>, Pass)> {
+    let (clients, burst) = notify_run(base, clients, 0, publishes, None).await?;
+    let (clients, paced) = notify_run(base, clients, 1_000_000, publishes, Some(interval)).await?;
+    Ok((clients, Pass { burst, paced }))
+}
+
+fn report_pass(name: &str, rate: u64, interval: Duration, p: &Pass) {
+    report(&format!("{name}, back to back"), &p.burst);
+    report(&format!("{name}, paced at {rate} deliveries/s (a publish every {} ms)", interval.as_millis()), &p.paced);
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 { format!("{:.2}", a / b) } else { "n/a".into() }
+}
+
+pub async fn run(connections: usize, publishes: usize, rate: u64, servers: Servers) -> Result<()> {
     let name = format!("fanout {connections} connections x {publishes} publishes");
-
-    let (clients, burst) = notify_run(&server, clients, 0, publishes, None).await?;
-    report(&format!("{name}, back to back"), &burst);
-
     // Paced: publishes spaced so that `rate` deliveries a second go out.
     let interval = Duration::from_secs_f64(connections as f64 / rate.max(1) as f64);
-    let (clients, paced) = notify_run(&server, clients, 1_000_000, publishes, Some(interval)).await?;
-    let paced_name = format!("{name}, paced at {rate} deliveries/s (a publish every {} ms)", interval.as_millis());
-    report(&paced_name, &paced);
 
-    common::close_all(clients).await;
-    server.stop().await;
+    let herald = if servers == Servers::Minimal {
+        None
+    } else {
+        let server = common::start_server(BenchBackend::Embedded).await?;
+        let clients = common::subscribed_clients(&server, connections, EVENT, SETUP_CONCURRENCY).await?;
+        let (clients, p) = pass(&server.url(""), clients, publishes, interval).await?;
+        report_pass(&name, rate, interval, &p);
+        common::close_all(clients).await;
+        server.stop().await;
+        Some(p)
+    };
+
+    let minimal = if servers == Servers::Herald {
+        None
+    } else {
+        let server = crate::minimal::start().await?;
+        let clients = common::subscribed_clients_at(&format!("ws://{}", server.addr), connections, EVENT, SETUP_CONCURRENCY).await?;
+        let (clients, p) = pass(&format!("http://{}", server.addr), clients, publishes, interval).await?;
+        let minimal_name = format!("fanout minimal server {connections} connections x {publishes} publishes");
+        report_pass(&minimal_name, rate, interval, &p);
+        if server.dropped() > 0 {
+            figure(&format!("{minimal_name} subscribers dropped (queue full)"), server.dropped(), "connections");
+        }
+        common::close_all(clients).await;
+        server.stop().await;
+        Some(p)
+    };
+
+    if let (Some(h), Some(m)) = (&herald, &minimal) {
+        let unit = "x (herald-local / minimal server)";
+        figure(&format!("{name} ratio.throughput"), ratio(h.burst.per_second, m.burst.per_second), unit);
+        let p99 = |o: &Outcome| o.latency.at(0.99).as_secs_f64();
+        figure(&format!("{name} ratio.burst_p99"), ratio(p99(&h.burst), p99(&m.burst)), unit);
+        figure(
+            &format!("{name} ratio.burst_p50"),
+            ratio(h.burst.latency.at(0.50).as_secs_f64(), m.burst.latency.at(0.50).as_secs_f64()),
+            unit,
+        );
+        figure(&format!("{name} ratio.paced_p99"), ratio(p99(&h.paced), p99(&m.paced)), unit);
+    }
+    println!(
+        "fanout leaves out: the network (loopback only), TLS, DynamoDB and SQS (herald-local's in-memory store and queues), \
+         other machines (the clients, the publisher and the server share this machine's {} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     Ok(())
 }
 

@@ -3,7 +3,8 @@
 //!
 //! - `storm`: the connection storm (authorizer + `$connect` + store), embedded or on DynamoDB Local;
 //! - `memory`: resident bytes per idle connection in the `herald-local` binary;
-//! - `fanout`: `POST /notify` to thousands of live WebSocket subscribers, at full speed and paced;
+//! - `fanout`: `POST /notify` to thousands of live WebSocket subscribers, at full speed and paced,
+//!   on herald-local and on a minimal broadcast server (no auth, no store), with the ratios;
 //! - `fanout-sdk`: `dispatch` posting through `aws-sdk-apigatewaymanagement` to herald-local, with
 //!   the dispatcher's CPU time;
 //! - `fanout-cloud`: one event with 100,000 subscribers through the coordinator and the delivery
@@ -20,6 +21,7 @@ mod common;
 mod cost;
 mod fanout;
 mod memory;
+mod minimal;
 mod reliability;
 mod storm;
 
@@ -75,6 +77,9 @@ enum Command {
         /// The paced run's target in deliveries per second.
         #[arg(long, default_value_t = 10_000)]
         rate: u64,
+        /// herald-local, the minimal broadcast server, or both (then the ratios are printed).
+        #[arg(long, value_enum, default_value_t = fanout::Servers::Both)]
+        server: fanout::Servers,
     },
     /// dispatch posting through aws-sdk-apigatewaymanagement to herald-local's management API.
     FanoutSdk {
@@ -143,7 +148,7 @@ fn main() -> ExitCode {
                 match command {
                     Command::Storm { clients, backend, rounds, in_flight } => storm::run(clients, backend, rounds.max(1), in_flight).await,
                     Command::Memory { connections, bin } => memory::run(connections, bin).await,
-                    Command::Fanout { connections, publishes, rate } => fanout::run(connections, publishes, rate).await,
+                    Command::Fanout { connections, publishes, rate, server } => fanout::run(connections, publishes, rate, server).await,
                     Command::Cost { subscribers } => cost::run(subscribers).await,
                     Command::Reliability { seed } => reliability::run(seed).await,
                     Command::FanoutCloud { subscribers, rtt_ms, workers } => cloud::run(subscribers, rtt_ms, workers).await,
