@@ -94,6 +94,15 @@ impl Handlers {
         }
     }
 
+    /// The platform's admin HTTP API (`/templates…`, CONTRACT §9), over this process's store.
+    pub async fn platform_admin(&self, request: lambda_http::Request) -> lambda_http::Response<lambda_http::Body> {
+        let deps = herald_platform_admin::AdminDeps { verifier: &self.verifier, templates: &*self.store };
+        match herald_platform_admin::handle(&deps, request).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    }
+
     /// What `dispatch` runs with here: this process's store, gateway, timer and queues.
     pub fn dispatch_deps(&self) -> herald_dispatch::DispatchDeps<'_, dyn Store> {
         herald_dispatch::DispatchDeps {

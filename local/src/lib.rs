@@ -472,6 +472,10 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         .route("/api/v1/notify/ws", get(ws::notify_upgrade))
         .route("/ws", get(ws::chat_upgrade))
         .route("/notify", axum::routing::post(notify).options(preflight))
+        .route("/templates", axum::routing::post(platform_admin).get(platform_admin))
+        .route("/templates/preview", axum::routing::post(platform_admin))
+        .route("/templates/{id}", axum::routing::get(platform_admin).put(platform_admin).delete(platform_admin))
+        .route("/templates/{id}/preview", axum::routing::post(platform_admin))
         .route("/@connections/{id}", axum::routing::post(management::post).get(management::get).delete(management::delete))
         .route(
             "/{stage}/@connections/{id}",
@@ -585,12 +589,36 @@ async fn preflight(axum::extract::State(app): axum::extract::State<Arc<App>>, he
 }
 
 async fn notify_response(app: &App, request: axum::extract::Request) -> axum::response::Response {
+    match lambda_request(request).await {
+        Ok(request) => axum_response(app.handlers.notify(request).await),
+        Err(refused) => refused,
+    }
+}
+
+/// The HTTP API's templates routes (CONTRACT §9), handed to the `platform-admin` function.
+async fn platform_admin(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    match lambda_request(request).await {
+        Ok(request) => axum_response(app.handlers.platform_admin(request).await),
+        Err(refused) => refused,
+    }
+}
+
+/// An HTTP API request as the Lambda runtime hands it to a function; a body API Gateway would
+/// not take (over its payload limit here) is refused before any function runs.
+async fn lambda_request(request: axum::extract::Request) -> Result<lambda_http::Request, axum::response::Response> {
     let (parts, body) = request.into_parts();
     let bytes = match axum::body::to_bytes(body, herald::protocol::MAX_MESSAGE_BYTES * 2).await {
         Ok(b) => b,
-        Err(_) => return json_error(axum::http::StatusCode::BAD_REQUEST, "bad_request", "the body is over 128 KB".into()),
+        Err(_) => return Err(json_error(axum::http::StatusCode::BAD_REQUEST, "bad_request", "the body is over 128 KB".into())),
     };
-    let request = lambda_http::Request::from_parts(parts, lambda_http::Body::from(bytes.to_vec()));
-    let (parts, body) = app.handlers.notify(request).await.into_parts();
+    Ok(lambda_http::Request::from_parts(parts, lambda_http::Body::from(bytes.to_vec())))
+}
+
+/// A function's response, as API Gateway returns it.
+fn axum_response(response: lambda_http::Response<lambda_http::Body>) -> axum::response::Response {
+    let (parts, body) = response.into_parts();
     axum::response::Response::from_parts(parts, axum::body::Body::from(body.to_vec()))
 }

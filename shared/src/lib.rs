@@ -8,6 +8,7 @@
 //! - [`queue`]: hand a message to the dispatcher (SQS or in memory).
 //! - [`protocol`]: JSON frames, protobuf messages and chat events.
 //! - [`metrics`]: counters and timings, as Prometheus text (herald-local) or EMF (Lambda).
+//! - [`platform`]: the notification platform (CONTRACT §9): templates and their rendering.
 //! - [`chat`]: what the chat route functions share (arguments, authorization, reply shapes).
 
 pub mod apigw;
@@ -18,6 +19,7 @@ pub mod delivery;
 pub mod domain;
 pub mod gateway;
 pub mod metrics;
+pub mod platform;
 pub mod protocol;
 pub mod queue;
 pub mod runtime;

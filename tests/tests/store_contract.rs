@@ -11,9 +11,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::join_all;
 use herald::domain::{
-    AckMode, AckOutcome, Api, BatchState, ChatMessage, Claim, Connection, ContentType, Delivery, Encoding, NewMessage, Subscription,
+    AckMode, AckOutcome, Api, BatchState, Channel, ChatMessage, Claim, Connection, ContentType, Delivery, Encoding, NewMessage,
+    Subscription, Template,
 };
-use herald::store::{EVENT_SHARDS, Page, Store, StoreError, StoreResult, event_shard};
+use herald::store::{EVENT_SHARDS, Page, Store, StoreError, StoreResult, TemplateWrite, event_shard};
 use serde_json::json;
 
 const T0: &str = "2024-05-01T10:00:00Z";
@@ -727,6 +728,98 @@ async fn case_members<S: Store>(s: &S) {
     assert_eq!(s.channel_members("nothing").await.unwrap(), Vec::<String>::new());
 }
 
+fn template(id: &str, name: &str, channel: Channel, locale: Option<&str>) -> Template {
+    Template {
+        id: id.to_string(),
+        name: name.to_string(),
+        channel,
+        locale: locale.map(str::to_string),
+        subject: Some("Привет, {{ user.name }}".into()),
+        body: format!("{id}: {{{{ data.film }}}}"),
+        html: None,
+        version: 1,
+        created_at: T0.to_string(),
+        updated_at: T0.to_string(),
+    }
+}
+
+async fn case_templates<S: Store>(s: &S) {
+    let t = template("t1", "welcome", Channel::Email, None);
+    assert_eq!(s.create_template(&t).await.unwrap(), TemplateWrite::Done);
+    assert_eq!(s.get_template("t1").await.unwrap(), Some(t.clone()));
+    // One template per (name, channel, locale): another id for the same slot is refused.
+    assert_eq!(s.create_template(&template("t2", "welcome", Channel::Email, None)).await.unwrap(), TemplateWrite::SlotTaken);
+    assert_eq!(s.get_template("t2").await.unwrap(), None);
+    // Another channel or locale is another slot.
+    assert_eq!(s.create_template(&template("t3", "welcome", Channel::Sms, None)).await.unwrap(), TemplateWrite::Done);
+    assert_eq!(s.create_template(&template("t4", "welcome", Channel::Email, Some("ru"))).await.unwrap(), TemplateWrite::Done);
+
+    // Updates are conditional on the version.
+    let v2 = Template { body: "v2".into(), html: Some("<p>x</p>".into()), version: 2, updated_at: T1.into(), ..t.clone() };
+    assert_eq!(s.update_template(&v2, 1).await.unwrap(), TemplateWrite::Done);
+    let lost = Template { body: "lost".into(), version: 2, ..t.clone() };
+    assert_eq!(s.update_template(&lost, 1).await.unwrap(), TemplateWrite::Stale);
+    assert_eq!(s.get_template("t1").await.unwrap(), Some(v2.clone()));
+    // Moving to a taken slot changes nothing; to a free one frees the old.
+    let onto_ru = Template { locale: Some("ru".into()), version: 3, ..v2.clone() };
+    assert_eq!(s.update_template(&onto_ru, 2).await.unwrap(), TemplateWrite::SlotTaken);
+    assert_eq!(s.get_template("t1").await.unwrap(), Some(v2.clone()));
+    let to_en = Template { locale: Some("en".into()), version: 3, ..v2.clone() };
+    assert_eq!(s.update_template(&to_en, 2).await.unwrap(), TemplateWrite::Done);
+    assert_eq!(s.create_template(&template("t5", "welcome", Channel::Email, None)).await.unwrap(), TemplateWrite::Done);
+    assert_eq!(s.update_template(&Template { id: "nobody".into(), ..to_en.clone() }, 3).await.unwrap(), TemplateWrite::Stale);
+
+    let ids = |ts: Vec<Template>| ts.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.list_templates().await.unwrap()), ["t5", "t1", "t4", "t3"]);
+    assert_eq!(ids(s.templates_named("welcome", Channel::Email).await.unwrap()), ["t5", "t1", "t4"]);
+    assert!(s.templates_named("welcome", Channel::Push).await.unwrap().is_empty());
+
+    // Deleted: gone, and its slot is free again.
+    assert!(s.delete_template("t1").await.unwrap());
+    assert!(!s.delete_template("t1").await.unwrap());
+    assert_eq!(s.get_template("t1").await.unwrap(), None);
+    assert_eq!(s.create_template(&template("t6", "welcome", Channel::Email, Some("en"))).await.unwrap(), TemplateWrite::Done);
+    assert_eq!(ids(s.list_templates().await.unwrap()), ["t5", "t6", "t4", "t3"]);
+    // A slot marker's key is no template.
+    let slot = herald::store::template_slot_key("welcome", Channel::Email, Some("en"));
+    assert_eq!(s.get_template(&slot).await.unwrap(), None);
+}
+
+async fn case_template_for_locale<S: Store>(s: &S) {
+    for (id, locale) in [("none", None), ("ru", Some("ru")), ("ru-RU", Some("ru-RU"))] {
+        assert_eq!(s.create_template(&template(id, "film.added", Channel::Push, locale)).await.unwrap(), TemplateWrite::Done);
+    }
+    // Another name with a prefix-like name stays apart (length-prefixed keys).
+    s.create_template(&template("other", "film.adde", Channel::Push, Some("de"))).await.unwrap();
+    let pick = async |locale: Option<&str>| s.template_for("film.added", Channel::Push, locale).await.unwrap().map(|t| t.id);
+    assert_eq!(pick(Some("ru-RU")).await.as_deref(), Some("ru-RU"));
+    assert_eq!(pick(Some("ru-KZ")).await.as_deref(), Some("ru"));
+    assert_eq!(pick(Some("de-DE")).await.as_deref(), Some("none"));
+    assert_eq!(pick(None).await.as_deref(), Some("none"));
+    assert_eq!(s.template_for("film.added", Channel::Email, Some("ru")).await.unwrap(), None);
+    assert!(s.delete_template("none").await.unwrap());
+    assert_eq!(pick(Some("de-DE")).await, None);
+}
+
+async fn case_template_races<S: Store>(s: &S) {
+    // Two admins create the same slot at once: one wins.
+    let creates =
+        join_all((0..4).map(|i| async move { s.create_template(&template(&format!("c{i}"), "race", Channel::Sms, None)).await.unwrap() }));
+    let outcomes = creates.await;
+    assert_eq!(outcomes.iter().filter(|o| **o == TemplateWrite::Done).count(), 1, "{outcomes:?}");
+    let winner = s.templates_named("race", Channel::Sms).await.unwrap();
+    assert_eq!(winner.len(), 1);
+    // Two admins save version 1 at once: one wins, and the version went up by one.
+    let base = winner[0].clone();
+    let saves = join_all((0..4).map(|i| {
+        let next = Template { body: format!("edit {i}"), version: 2, ..base.clone() };
+        async move { s.update_template(&next, 1).await.unwrap() }
+    }));
+    let outcomes = saves.await;
+    assert_eq!(outcomes.iter().filter(|o| **o == TemplateWrite::Done).count(), 1, "{outcomes:?}");
+    assert_eq!(s.get_template(&base.id).await.unwrap().map(|t| t.version), Some(2));
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /// Runs each case on both stores: `memory::case_x` and `dynamodb::case_x`.
@@ -782,6 +875,9 @@ contract!(
     case_unread_counts,
     case_item_too_large,
     case_members,
+    case_templates,
+    case_template_for_locale,
+    case_template_races,
 );
 
 /// What only DynamoDB has: its error mapping, attribute names, cursors, pages and tables.

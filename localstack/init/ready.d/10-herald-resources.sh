@@ -71,6 +71,12 @@ create_table "${PREFIX}counters" \
   --attribute-definitions AttributeName=counter_id,AttributeType=S \
   --key-schema AttributeName=counter_id,KeyType=HASH
 
+# templates (TemplatesTable)
+create_table "${PREFIX}templates" \
+  --attribute-definitions AttributeName=template_id,AttributeType=S AttributeName=name_channel,AttributeType=S AttributeName=kind,AttributeType=S \
+  --key-schema AttributeName=template_id,KeyType=HASH \
+  --global-secondary-indexes '[{"IndexName":"by_name","KeySchema":[{"AttributeName":"name_channel","KeyType":"HASH"},{"AttributeName":"template_id","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}},{"IndexName":"by_kind","KeySchema":[{"AttributeName":"kind","KeyType":"HASH"},{"AttributeName":"template_id","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}}]'
+
 # Queues (infra/template.yaml: NotificationsQueue, FanoutQueue, RedeliveryQueue and their dead-letter queues).
 create_queue_with_dlq "${PREFIX}notifications" 360 345600
 create_queue_with_dlq "${PREFIX}fanout" 180 86400

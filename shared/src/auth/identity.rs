@@ -67,6 +67,11 @@ impl Identity {
         }
     }
 
+    /// Succeeds for admins (`admin_id`, or `role == "admin"`); [`AuthError::Forbidden`] (403) otherwise.
+    pub fn require_admin(&self) -> Result<(), AuthError> {
+        if self.admin { Ok(()) } else { Err(AuthError::Forbidden) }
+    }
+
     /// Succeeds for publishers (and admins); [`AuthError::Forbidden`] (403) otherwise.
     pub fn require_publisher(&self) -> Result<(), AuthError> {
         if self.publisher { Ok(()) } else { Err(AuthError::Forbidden) }

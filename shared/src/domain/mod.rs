@@ -3,10 +3,12 @@
 mod chat;
 mod connection;
 mod push;
+mod template;
 
 pub use chat::*;
 pub use connection::*;
 pub use push::*;
+pub use template::*;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

@@ -249,6 +249,16 @@ admitted!(MemberStore {
     channel_members(session_channel: &str) -> Vec<String>;
 });
 
+admitted!(TemplateStore {
+    create_template(template: &Template) -> TemplateWrite;
+    get_template(id: &str) -> Option<Template>;
+    update_template(next: &Template, expected_version: u32) -> TemplateWrite;
+    delete_template(id: &str) -> bool;
+    list_templates() -> Vec<Template>;
+    templates_named(name: &str, channel: Channel) -> Vec<Template>;
+    template_for(name: &str, channel: Channel, user_locale: Option<&str>) -> Option<Template>;
+});
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};

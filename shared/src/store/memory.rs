@@ -38,6 +38,9 @@ struct Inner {
     message_keys: HashMap<String, i64>,
     member_channels: HashMap<String, BTreeSet<String>>,
     channel_members: HashMap<String, BTreeSet<String>>,
+    templates: HashMap<String, Template>,
+    /// template_slot_key -> the id of the template holding the slot
+    template_slots: HashMap<String, String>,
 }
 
 enum ClaimState {
@@ -491,6 +494,72 @@ impl MessageStore for MemoryStore {
                 count: c.unread.iter().filter(|(sender, _)| sender.as_str() != reader).map(|(_, n)| *n).sum(),
             })
             .collect())
+    }
+}
+
+fn slot_of(t: &Template) -> String {
+    template_slot_key(&t.name, t.channel, t.locale.as_deref())
+}
+
+fn check_template_size(t: &Template) -> StoreResult<()> {
+    let bytes = t.name.len() + t.body.len() + t.subject.as_ref().map_or(0, String::len) + t.html.as_ref().map_or(0, String::len);
+    check_size(&format!("template {}", t.id), bytes)
+}
+
+#[async_trait]
+impl TemplateStore for MemoryStore {
+    async fn create_template(&self, t: &Template) -> StoreResult<TemplateWrite> {
+        check_template_size(t)?;
+        let mut g = self.lock();
+        let slot = slot_of(t);
+        if g.template_slots.contains_key(&slot) || g.templates.contains_key(&t.id) {
+            return Ok(TemplateWrite::SlotTaken);
+        }
+        g.template_slots.insert(slot, t.id.clone());
+        g.templates.insert(t.id.clone(), t.clone());
+        Ok(TemplateWrite::Done)
+    }
+
+    async fn get_template(&self, id: &str) -> StoreResult<Option<Template>> {
+        Ok(self.lock().templates.get(id).cloned())
+    }
+
+    async fn update_template(&self, next: &Template, expected_version: u32) -> StoreResult<TemplateWrite> {
+        check_template_size(next)?;
+        let mut g = self.lock();
+        let Some(old) = g.templates.get(&next.id).cloned() else { return Ok(TemplateWrite::Stale) };
+        if old.version != expected_version {
+            return Ok(TemplateWrite::Stale);
+        }
+        let (old_slot, new_slot) = (slot_of(&old), slot_of(next));
+        if old_slot != new_slot {
+            if g.template_slots.contains_key(&new_slot) {
+                return Ok(TemplateWrite::SlotTaken);
+            }
+            g.template_slots.remove(&old_slot);
+            g.template_slots.insert(new_slot, next.id.clone());
+        }
+        g.templates.insert(next.id.clone(), next.clone());
+        Ok(TemplateWrite::Done)
+    }
+
+    async fn delete_template(&self, id: &str) -> StoreResult<bool> {
+        let mut g = self.lock();
+        let Some(old) = g.templates.remove(id) else { return Ok(false) };
+        g.template_slots.remove(&slot_of(&old));
+        Ok(true)
+    }
+
+    async fn list_templates(&self) -> StoreResult<Vec<Template>> {
+        let mut all: Vec<Template> = self.lock().templates.values().cloned().collect();
+        sort_templates(&mut all);
+        Ok(all)
+    }
+
+    async fn templates_named(&self, name: &str, channel: Channel) -> StoreResult<Vec<Template>> {
+        let mut all: Vec<Template> = self.lock().templates.values().filter(|t| t.name == name && t.channel == channel).cloned().collect();
+        sort_templates(&mut all);
+        Ok(all)
     }
 }
 

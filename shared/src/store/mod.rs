@@ -17,7 +17,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::{
-    AckOutcome, BatchState, ChatMessage, Claim, Connection, Conversation, Delivery, NewMessage, Subscription, UnreadCount,
+    AckOutcome, BatchState, Channel, ChatMessage, Claim, Connection, Conversation, Delivery, NewMessage, Subscription, Template,
+    UnreadCount, pick_for_locale,
 };
 pub use error::{StoreError, StoreResult};
 
@@ -139,10 +140,68 @@ pub trait MemberStore: Send + Sync {
     async fn channel_members(&self, session_channel: &str) -> StoreResult<Vec<String>>;
 }
 
-/// Every capability: what herald-local and the contract suite hold.
-pub trait Store: ConnectionStore + SubscriptionStore + DeliveryStore + ConversationStore + MessageStore + MemberStore {}
+/// What a template write came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateWrite {
+    Done,
+    /// Another template holds the (name, channel, locale) slot: nothing was written.
+    SlotTaken,
+    /// The template is gone, or its version is no longer the one expected (another admin saved
+    /// it first): nothing was written.
+    Stale,
+}
 
-impl<T> Store for T where T: ConnectionStore + SubscriptionStore + DeliveryStore + ConversationStore + MessageStore + MemberStore {}
+#[async_trait]
+pub trait TemplateStore: Send + Sync {
+    /// Creates a template (its `version` is 1) in a free (name, channel, locale) slot; two
+    /// creates racing for one slot: one is [`TemplateWrite::SlotTaken`].
+    async fn create_template(&self, template: &Template) -> StoreResult<TemplateWrite>;
+    async fn get_template(&self, id: &str) -> StoreResult<Option<Template>>;
+    /// Replaces the template `next.id` if its stored version is still `expected_version`
+    /// (a conditional write: of two admins saving version 3, one wins, the other is
+    /// [`TemplateWrite::Stale`]). `next` may move it to another slot, if that one is free.
+    async fn update_template(&self, next: &Template, expected_version: u32) -> StoreResult<TemplateWrite>;
+    /// Deletes the template and frees its slot; `false` when there was none.
+    async fn delete_template(&self, id: &str) -> StoreResult<bool>;
+    /// Every template, by name, channel and locale (an index query on one partition: templates are
+    /// the admins' few hundred, not the audience's millions).
+    async fn list_templates(&self) -> StoreResult<Vec<Template>>;
+    /// The templates of one name and channel, every locale (a Query on the `by_name` index).
+    async fn templates_named(&self, name: &str, channel: Channel) -> StoreResult<Vec<Template>>;
+    /// The template for a user's locale: exact (`ru-RU`), then language (`ru`), then the one
+    /// without a locale (CONTRACT §9). One Query.
+    async fn template_for(&self, name: &str, channel: Channel, user_locale: Option<&str>) -> StoreResult<Option<Template>> {
+        let all = self.templates_named(name, channel).await?;
+        Ok(pick_for_locale(&all, user_locale).cloned())
+    }
+}
+
+/// Every capability: what herald-local and the contract suite hold.
+pub trait Store:
+    ConnectionStore + SubscriptionStore + DeliveryStore + ConversationStore + MessageStore + MemberStore + TemplateStore
+{
+}
+
+impl<T> Store for T where
+    T: ConnectionStore + SubscriptionStore + DeliveryStore + ConversationStore + MessageStore + MemberStore + TemplateStore
+{
+}
+
+/// Templates in the order lists show them: by name, channel, then locale (none first).
+pub fn sort_templates(templates: &mut [Template]) {
+    templates.sort_by(|a, b| (&a.name, a.channel, &a.locale, &a.id).cmp(&(&b.name, b.channel, &b.locale, &b.id)));
+}
+
+/// The `by_name` index's partition key of a template: its name and channel, length-prefixed
+/// (`7:welcome#email`).
+pub fn template_name_key(name: &str, channel: Channel) -> String {
+    format!("{}:{name}#{}", name.len(), channel.as_str())
+}
+
+/// The key of the marker item that holds a (name, channel, locale) slot for one template.
+pub fn template_slot_key(name: &str, channel: Channel, locale: Option<&str>) -> String {
+    format!("slot:{}|{}", template_name_key(name, channel), locale.unwrap_or(""))
+}
 
 /// How many shards the subscribers of one event are spread over (by [`event_shard`]), so that no
 /// partition key of the `by_event` index grows with the audience. Stored keys depend on it.

@@ -65,6 +65,7 @@ pub enum TableId {
     Messages,
     Members,
     Counters,
+    Templates,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +98,12 @@ pub mod attr {
     pub const MEMBER_ID: &str = "member_id";
     pub const COUNTER_ID: &str = "counter_id";
     pub const EXPIRES_AT: &str = "expires_at";
+    /// A template's id, or a slot marker's key ([`template_slot_key`](crate::store::template_slot_key)).
+    pub const TEMPLATE_ID: &str = "template_id";
+    /// A template's name and channel ([`template_name_key`](crate::store::template_name_key)).
+    pub const NAME_CHANNEL: &str = "name_channel";
+    /// The same value on every template (not on slot markers): the `by_kind` index lists them.
+    pub const KIND: &str = "kind";
 }
 
 pub const BY_USER: &str = "by_user";
@@ -105,6 +112,10 @@ pub const BY_USER: &str = "by_user";
 pub const BY_EVENT: &str = "by_event";
 pub const BY_USER_EVENT: &str = "by_user_event";
 pub const BY_CHANNEL: &str = "by_channel";
+/// The templates of one name and channel, every locale.
+pub const BY_NAME: &str = "by_name";
+/// Every template (one partition: the admins' templates are few).
+pub const BY_KIND: &str = "by_kind";
 
 pub const TABLES: &[TableDef] = &[
     TableDef {
@@ -183,6 +194,19 @@ pub const TABLES: &[TableDef] = &[
         hash: s(attr::COUNTER_ID),
         range: None,
         indexes: &[],
+        ttl: None,
+    },
+    TableDef {
+        id: TableId::Templates,
+        suffix: "templates",
+        logical_id: "TemplatesTable",
+        env_var: "HERALD_TABLE_TEMPLATES",
+        hash: s(attr::TEMPLATE_ID),
+        range: None,
+        indexes: &[
+            IndexDef { name: BY_NAME, hash: s(attr::NAME_CHANNEL), range: Some(s(attr::TEMPLATE_ID)), projection: Projection::All },
+            IndexDef { name: BY_KIND, hash: s(attr::KIND), range: Some(s(attr::TEMPLATE_ID)), projection: Projection::All },
+        ],
         ttl: None,
     },
 ];

@@ -79,6 +79,28 @@ pub(crate) fn cancellation_codes<R>(err: &SdkError<TransactWriteItemsError, R>) 
     }
 }
 
+/// A transaction item's cancellation reason: its condition failed.
+pub(crate) const CONDITION_FAILED: &str = "ConditionalCheckFailed";
+/// A transaction item's cancellation reason: another transaction was writing the item.
+pub(crate) const CONFLICT: &str = "TransactionConflict";
+
+/// How a cancelled transaction's items fared, by position in the request.
+pub(crate) struct Cancelled(Vec<Option<String>>);
+
+impl Cancelled {
+    pub(crate) fn of<R>(err: &SdkError<TransactWriteItemsError, R>) -> Option<Self> {
+        cancellation_codes(err).map(Self)
+    }
+
+    pub(crate) fn failed(&self, index: usize, code: &str) -> bool {
+        self.0.get(index).and_then(Option::as_deref) == Some(code)
+    }
+
+    pub(crate) fn conflict(&self) -> bool {
+        self.0.iter().any(|c| c.as_deref() == Some(CONFLICT))
+    }
+}
+
 /// What a cancelled transaction means when the caller has no better interpretation: an item over
 /// the size limit, throttling, or a lost condition. `None`: a conflict or an unknown reason.
 fn cancellation_error<E, R>(err: &SdkError<E, R>) -> Option<StoreError>

@@ -47,6 +47,17 @@ pub(crate) mod name {
     /// The counters table: a counter's value, an idempotency marker's message id.
     pub const VALUE: &str = "value";
     pub const MESSAGE_ID: &str = "message_id";
+    /// Templates: their own fields, and a slot marker's owner (the template's id).
+    pub const TEMPLATE_NAME: &str = "name";
+    pub const CHANNEL: &str = "channel";
+    pub const LOCALE: &str = "locale";
+    pub const SUBJECT: &str = "subject";
+    pub const BODY: &str = "body";
+    pub const HTML: &str = "html";
+    pub const VERSION: &str = "version";
+    pub const CREATED_AT: &str = "created_at";
+    pub const UPDATED_AT: &str = "updated_at";
+    pub const OWNER: &str = "owner";
 }
 
 pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
@@ -118,7 +129,7 @@ fn enum_s<T: Serialize>(v: &T) -> AttributeValue {
     }
 }
 
-fn get_enum<T: DeserializeOwned>(item: &Item, name: &str) -> StoreResult<T> {
+pub(crate) fn get_enum<T: DeserializeOwned>(item: &Item, name: &str) -> StoreResult<T> {
     let text = get_s(item, name)?;
     serde_json::from_value(serde_json::Value::String(text)).map_err(|_| corrupt(name, "a known value"))
 }

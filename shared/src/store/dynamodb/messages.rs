@@ -5,12 +5,10 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem, Update};
 
 use super::DynamoStore;
-use super::error::{OrStore, cancellation_codes, map_err};
+use super::error::{CONDITION_FAILED, Cancelled, OrStore, map_err};
 use super::item::{FromItem, Item, ToItem, from_items, get_m, get_n, get_s, item_size, key, n, name, s};
 use super::query::{backoff, query_all};
 use crate::domain::{ChatMessage, ContentType, NewMessage, UnreadCount};
@@ -19,26 +17,6 @@ use crate::store::{MAX_ITEM_BYTES, MessageStore, StoreError, StoreResult, messag
 
 /// Times a transaction cancelled by a conflicting one (another message on the same channel) is retried.
 const CONFLICT_ROUNDS: u32 = 10;
-
-const CONDITION_FAILED: &str = "ConditionalCheckFailed";
-const CONFLICT: &str = "TransactionConflict";
-
-/// How a cancelled transaction's items fared, by position in the request.
-struct Cancelled(Vec<Option<String>>);
-
-impl Cancelled {
-    fn of<R>(err: &SdkError<TransactWriteItemsError, R>) -> Option<Self> {
-        cancellation_codes(err).map(Self)
-    }
-
-    fn failed(&self, index: usize, code: &str) -> bool {
-        self.0.get(index).and_then(Option::as_deref) == Some(code)
-    }
-
-    fn conflict(&self) -> bool {
-        self.0.iter().any(|c| c.as_deref() == Some(CONFLICT))
-    }
-}
 
 fn message_item_key(session_channel: &str, id: i64) -> Item {
     key([(attr::SESSION_CHANNEL, s(session_channel)), (attr::ID, n(id))])

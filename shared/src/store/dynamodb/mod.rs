@@ -21,6 +21,7 @@ mod members;
 mod messages;
 mod query;
 mod subscriptions;
+mod templates;
 
 use aws_sdk_dynamodb::Client;
 

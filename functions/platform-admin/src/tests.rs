@@ -1,0 +1,168 @@
+//! The handler over the in-memory store: routing, auth, bodies, versions.
+
+use herald::auth::{AuthConfig, issue_hs256};
+use herald::store::memory::MemoryStore;
+
+use super::*;
+
+const SECRET: &str = "unit-secret";
+
+fn token(claims: Value) -> String {
+    let mut claims = claims;
+    claims["exp"] = json!(time_now() + 3600);
+    issue_hs256(SECRET, &claims).unwrap()
+}
+
+fn time_now() -> i64 {
+    herald::domain::epoch_secs(now())
+}
+
+fn admin() -> String {
+    token(json!({"sub": "a", "role": "admin"}))
+}
+
+struct Fixture {
+    verifier: Verifier,
+    store: MemoryStore,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Self { verifier: Verifier::new(&AuthConfig::hs256(SECRET)).unwrap(), store: MemoryStore::new() }
+    }
+
+    async fn call(&self, method: &str, path: &str, auth: Option<&str>, body: &str) -> (u16, Value) {
+        let mut builder = http::Request::builder().method(method).uri(format!("https://api.example{path}"));
+        if let Some(t) = auth {
+            builder = builder.header("authorization", format!("Bearer {t}"));
+        }
+        let request: Request = builder.body(Body::from(body.to_string())).unwrap();
+        let deps = AdminDeps { verifier: &self.verifier, templates: &self.store };
+        let response = handle(&deps, request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = match response.body() {
+            Body::Empty => Value::Null,
+            b => serde_json::from_slice(b.as_ref()).unwrap(),
+        };
+        (status, body)
+    }
+}
+
+#[tokio::test]
+async fn templates_are_created_read_updated_and_deleted() {
+    let f = Fixture::new();
+    let a = admin();
+    let (status, created) = f
+        .call(
+            "POST",
+            "/templates",
+            Some(&a),
+            r#"{"name":"welcome","channel":"email","subject":"Hi {{ user.name }}","body":"{{ data.film }}"}"#,
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["version"], 1);
+    assert_eq!(created["variables"], json!(["data.film", "user.name"]));
+    let id = created["id"].as_str().unwrap().to_string();
+    let (status, updated) = f.call("PUT", &format!("/templates/{id}"), Some(&a), r#"{"body":"new {{ data.x }}"}"#).await;
+    assert_eq!((status, updated["version"].clone(), updated["subject"].clone()), (200, json!(2), json!("Hi {{ user.name }}")));
+    // A stale version is a conflict and changes nothing.
+    let (status, err) = f.call("PUT", &format!("/templates/{id}"), Some(&a), r#"{"version":1,"body":"lost"}"#).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (409, Some("version_conflict")));
+    let (_, got) = f.call("GET", &format!("/templates/{id}"), Some(&a), "").await;
+    assert_eq!((got["version"].clone(), got["body"].clone()), (json!(2), json!("new {{ data.x }}")));
+    // Behind a mapping key's prefix, the same routes.
+    let (status, _) = f.call("GET", &format!("/api/templates/{id}"), Some(&a), "").await;
+    assert_eq!(status, 200);
+    let (status, body) = f.call("DELETE", &format!("/templates/{id}"), Some(&a), "").await;
+    assert_eq!((status, body), (204, Value::Null));
+    assert_eq!(f.call("GET", &format!("/templates/{id}"), Some(&a), "").await.0, 404);
+    assert_eq!(f.call("DELETE", &format!("/templates/{id}"), Some(&a), "").await.0, 404);
+    assert_eq!(f.call("PATCH", &format!("/templates/{id}"), Some(&a), "").await.0, 405);
+}
+
+#[tokio::test]
+async fn only_admins_get_in() {
+    let f = Fixture::new();
+    let body = r#"{"name":"n","channel":"sms","body":"b"}"#;
+    assert_eq!(f.call("POST", "/templates", None, body).await.0, 401);
+    assert_eq!(f.call("POST", "/templates", Some("not-a-jwt"), body).await.0, 401);
+    let (status, err) = f.call("POST", "/templates", Some(&token(json!({"sub": "u", "scope": "notify:publish"}))), body).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (403, Some("forbidden")));
+    // The token comes before the body.
+    assert_eq!(f.call("POST", "/templates", Some(&token(json!({"sub": "u"}))), "{").await.0, 403);
+    assert_eq!(f.call("GET", "/templates", Some(&token(json!({"admin_id": 7}))), "").await.0, 200);
+}
+
+#[tokio::test]
+async fn bad_bodies_are_refused_with_the_reason() {
+    let f = Fixture::new();
+    let a = admin();
+    for (body, code, needle) in [
+        ("{", "bad_request", "JSON"),
+        ("[]", "bad_request", "object"),
+        (r#"{"name":"n","channel":"email","body":"b","colour":"red"}"#, "bad_request", "\"colour\""),
+        (r#"{"channel":"email","body":"b"}"#, "bad_request", "name"),
+        (r#"{"name":"n","channel":"fax","body":"b"}"#, "bad_request", "fax"),
+        (r#"{"name":"n","channel":"email"}"#, "bad_request", "body"),
+        (r#"{"name":"n","channel":"email","body":7}"#, "bad_request", "body"),
+        (r#"{"name":"n","channel":"email","body":"b","locale":"not a locale"}"#, "bad_request", "locale"),
+        (r#"{"name":"n","channel":"email","body":"a\n{% if x %}"}"#, "template_syntax", "line 2"),
+    ] {
+        let (status, err) = f.call("POST", "/templates", Some(&a), body).await;
+        assert_eq!((status, err["error"]["code"].as_str()), (400, Some(code)), "{body}: {err}");
+        let message = err["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+    assert!(f.store.list_templates().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn one_template_per_name_channel_and_locale() {
+    let f = Fixture::new();
+    let a = admin();
+    let create = |locale: &str| format!(r#"{{"name":"w","channel":"push","body":"b","locale":{locale}}}"#);
+    assert_eq!(f.call("POST", "/templates", Some(&a), &create("null")).await.0, 201);
+    let (_, ru) = f.call("POST", "/templates", Some(&a), &create("\"ru_ru\"")).await;
+    assert_eq!(ru["locale"], "ru-RU");
+    let (status, err) = f.call("POST", "/templates", Some(&a), &create("\"ru-RU\"")).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (409, Some("template_exists")));
+    // Moving a template onto a taken slot is refused too.
+    let (_, en) = f.call("POST", "/templates", Some(&a), &create("\"en\"")).await;
+    let (status, _) = f.call("PUT", &format!("/templates/{}", en["id"].as_str().unwrap()), Some(&a), r#"{"locale":"ru-RU"}"#).await;
+    assert_eq!(status, 409);
+    let (status, moved) = f.call("PUT", &format!("/templates/{}", en["id"].as_str().unwrap()), Some(&a), r#"{"locale":"de"}"#).await;
+    assert_eq!((status, moved["locale"].as_str()), (200, Some("de")));
+    assert_eq!(f.call("POST", "/templates", Some(&a), &create("\"en\"")).await.0, 201, "the old slot is free");
+    let (_, list) = f.call("GET", "/templates", Some(&a), "").await;
+    let locales: Vec<Value> = list["items"].as_array().unwrap().iter().map(|t| t["locale"].clone()).collect();
+    assert_eq!(locales, [Value::Null, json!("de"), json!("en"), json!("ru-RU")]);
+}
+
+#[tokio::test]
+async fn previews_render_saved_and_unsaved_templates() {
+    let f = Fixture::new();
+    let a = admin();
+    let (_, t) = f
+        .call(
+            "POST",
+            "/templates",
+            Some(&a),
+            r#"{"name":"n","channel":"email","subject":"{{ user.name }}","body":"{{ data.film }}","html":"<i>{{ data.film }}</i>"}"#,
+        )
+        .await;
+    let path = format!("/templates/{}/preview", t["id"].as_str().unwrap());
+    let (status, r) = f.call("POST", &path, Some(&a), r#"{"data":{"film":"<Сталкер>"},"user":{"name":"Аня"}}"#).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r, json!({"subject": "Аня", "body": "<Сталкер>", "html": "<i>&lt;Сталкер&gt;</i>"}));
+    let (status, err) = f.call("POST", &path, Some(&a), r#"{"data":{}}"#).await;
+    assert_eq!((status, err["error"]["code"].as_str()), (400, Some("template_render")));
+    assert!(err["error"]["message"].as_str().unwrap().contains("user.name"), "{err}");
+    assert_eq!(f.call("POST", &path, Some(&a), r#"{"data":{},"extra":1}"#).await.0, 400);
+    assert_eq!(f.call("POST", "/templates/nope/preview", Some(&a), r#"{"data":{}}"#).await.0, 404);
+    let (status, r) = f
+        .call("POST", "/templates/preview", Some(&a), r#"{"name":"x","channel":"sms","body":"Код {{ data.code }}","data":{"code":1234}}"#)
+        .await;
+    assert_eq!((status, r), (200, json!({"subject": null, "body": "Код 1234", "html": null})));
+    assert_eq!(f.store.list_templates().await.unwrap().len(), 1, "an unsaved preview saves nothing");
+}
