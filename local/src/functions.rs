@@ -94,9 +94,15 @@ impl Handlers {
         }
     }
 
-    /// The platform's admin HTTP API (`/templates…`, CONTRACT §9), over this process's store.
+    /// The platform's admin HTTP API (`/templates…`, `/users/…`, `/event-types…`, CONTRACT §9),
+    /// over this process's store.
     pub async fn platform_admin(&self, request: lambda_http::Request) -> lambda_http::Response<lambda_http::Body> {
-        let deps = herald_platform_admin::AdminDeps { verifier: &self.verifier, templates: &*self.store };
+        let deps = herald_platform_admin::AdminDeps {
+            verifier: &self.verifier,
+            templates: &*self.store,
+            users: &*self.store,
+            event_types: &*self.store,
+        };
         match herald_platform_admin::handle(&deps, request).await {
             Ok(r) => r,
             Err(never) => match never {},

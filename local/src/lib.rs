@@ -476,6 +476,9 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         .route("/templates/preview", axum::routing::post(platform_admin))
         .route("/templates/{id}", axum::routing::get(platform_admin).put(platform_admin).delete(platform_admin))
         .route("/templates/{id}/preview", axum::routing::post(platform_admin))
+        .route("/users/{id}", axum::routing::get(platform_admin).put(platform_admin))
+        .route("/event-types", axum::routing::get(platform_admin))
+        .route("/event-types/{name}", axum::routing::put(platform_admin))
         .route("/@connections/{id}", axum::routing::post(management::post).get(management::get).delete(management::delete))
         .route(
             "/{stage}/@connections/{id}",
@@ -595,7 +598,8 @@ async fn notify_response(app: &App, request: axum::extract::Request) -> axum::re
     }
 }
 
-/// The HTTP API's templates routes (CONTRACT §9), handed to the `platform-admin` function.
+/// The HTTP API's templates, users and event-types routes (CONTRACT §9), handed to the
+/// `platform-admin` function.
 async fn platform_admin(
     axum::extract::State(app): axum::extract::State<Arc<App>>,
     request: axum::extract::Request,

@@ -11,10 +11,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::join_all;
 use herald::domain::{
-    AckMode, AckOutcome, Api, BatchState, Channel, ChatMessage, Claim, Connection, ContentType, Delivery, Encoding, NewMessage,
-    Subscription, Template,
+    AckMode, AckOutcome, Api, BatchState, Channel, ChannelPrefs, ChatMessage, Claim, Connection, ContentType, Delivery, Encoding,
+    EventType, NewMessage, QuietHours, Subscription, Template, TimeOfDay, UserProfile,
 };
-use herald::store::{EVENT_SHARDS, Page, Store, StoreError, StoreResult, TemplateWrite, event_shard};
+use herald::store::{EVENT_SHARDS, Page, Store, StoreError, StoreResult, TemplateWrite, USER_SHARDS, event_shard, user_shard};
 use serde_json::json;
 
 const T0: &str = "2024-05-01T10:00:00Z";
@@ -820,6 +820,120 @@ async fn case_template_races<S: Store>(s: &S) {
     assert_eq!(s.get_template(&base.id).await.unwrap().map(|t| t.version), Some(2));
 }
 
+fn profile(id: &str, version: u32) -> UserProfile {
+    let mut p = UserProfile::new(id, T0);
+    p.version = version;
+    p
+}
+
+async fn case_users<S: Store>(s: &S) {
+    assert_eq!(s.get_user("u1").await.unwrap(), None);
+    let mut p = profile("u1", 1);
+    p.email = Some("ivan@example.ru".into());
+    p.phone = Some("+79991234567".into());
+    p.name = Some("Иван".into());
+    p.locale = Some("ru-RU".into());
+    p.timezone = Some("Europe/Moscow".into());
+    p.channels = ChannelPrefs { email: Some(true), sms: Some(false), push: None };
+    p.quiet_hours = QuietHours::new(TimeOfDay::new(23, 0).unwrap(), TimeOfDay::new(8, 30).unwrap());
+    assert!(s.put_user(&p, None).await.unwrap());
+    assert_eq!(s.get_user("u1").await.unwrap(), Some(p.clone()));
+    // A create when one exists, or a write to a version no longer stored, changes nothing.
+    assert!(!s.put_user(&profile("u1", 1), None).await.unwrap());
+    let v2 =
+        UserProfile { email: None, channels: ChannelPrefs::default(), quiet_hours: None, version: 2, updated_at: T1.into(), ..p.clone() };
+    assert!(!s.put_user(&v2, Some(2)).await.unwrap());
+    assert!(!s.put_user(&v2, None).await.unwrap());
+    assert_eq!(s.get_user("u1").await.unwrap(), Some(p.clone()));
+    assert!(s.put_user(&v2, Some(1)).await.unwrap());
+    // Cleared fields are gone, not kept.
+    assert_eq!(s.get_user("u1").await.unwrap(), Some(v2.clone()));
+    assert!(!s.put_user(&profile("nobody", 2), Some(1)).await.unwrap());
+    assert_eq!(s.get_user("nobody").await.unwrap(), None);
+}
+
+async fn case_user_races<S: Store>(s: &S) {
+    assert!(s.put_user(&profile("race", 1), None).await.unwrap());
+    let saves = join_all((0..4).map(|i| {
+        let next = UserProfile { name: Some(format!("edit {i}")), ..profile("race", 2) };
+        async move { s.put_user(&next, Some(1)).await.unwrap() }
+    }));
+    let outcomes = saves.await;
+    assert_eq!(outcomes.iter().filter(|o| **o).count(), 1, "{outcomes:?}");
+    assert_eq!(s.get_user("race").await.unwrap().map(|p| p.version), Some(2));
+}
+
+async fn case_users_listed_by_pages<S: Store>(s: &S) {
+    let ids: Vec<String> = (0..45).map(|i| format!("user-{i:03}")).collect();
+    for id in &ids {
+        assert!(s.put_user(&profile(id, 1), None).await.unwrap());
+    }
+    // Every shard holds its own users, in id order.
+    let mut per_shard = 0;
+    for shard in 0..USER_SHARDS {
+        let page = s.users_in_shard(shard, None, 100).await.unwrap();
+        assert!(page.items.iter().all(|p| user_shard(&p.user_id) == shard));
+        assert!(page.items.windows(2).all(|w| w[0].user_id < w[1].user_id));
+        per_shard += page.items.len();
+    }
+    assert_eq!(per_shard, ids.len());
+    // All of them, a page at a time: each once.
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = s.list_users(cursor.as_deref(), 7).await.unwrap();
+        assert!(page.items.len() <= 7);
+        seen.extend(page.items.into_iter().map(|p| p.user_id));
+        pages += 1;
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ids);
+    assert!(pages >= 45 / 7, "{pages} pages");
+    // Bad pages are refused.
+    assert!(matches!(s.list_users(None, 0).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(s.users_in_shard(USER_SHARDS, None, 10).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(s.list_users(Some("not a cursor"), 10).await, Err(StoreError::Invalid(_))));
+    // An event's cursor is no users' cursor.
+    for i in 0..3 {
+        s.subscribe(&subscription(&format!("c{i}"), "u", "ev")).await.unwrap();
+    }
+    let event_cursor = s.event_subscribers("ev", None, 1).await.unwrap().next.expect("more subscribers");
+    assert!(matches!(s.list_users(Some(&event_cursor), 10).await, Err(StoreError::Invalid(_))));
+}
+
+fn event_type(name: &str, templates: &[(Channel, &str)], critical: bool) -> EventType {
+    EventType {
+        name: name.to_string(),
+        templates: templates.iter().map(|(c, t)| (*c, t.to_string())).collect(),
+        critical,
+        created_at: T0.to_string(),
+        updated_at: T0.to_string(),
+    }
+}
+
+async fn case_event_types<S: Store>(s: &S) {
+    assert_eq!(s.get_event_type("film.added").await.unwrap(), None);
+    assert!(s.list_event_types().await.unwrap().is_empty());
+    let film = event_type("film.added", &[(Channel::Email, "film"), (Channel::Push, "film-push")], false);
+    s.put_event_type(&film).await.unwrap();
+    let reg = event_type("user.registered", &[(Channel::Email, "welcome")], true);
+    s.put_event_type(&reg).await.unwrap();
+    s.put_event_type(&event_type("a.first", &[(Channel::Sms, "code")], false)).await.unwrap();
+    assert_eq!(s.get_event_type("film.added").await.unwrap(), Some(film.clone()));
+    // A put replaces the whole definition.
+    let replaced = event_type("film.added", &[(Channel::Sms, "film-sms")], true);
+    s.put_event_type(&replaced).await.unwrap();
+    assert_eq!(s.get_event_type("film.added").await.unwrap(), Some(replaced.clone()));
+    let names: Vec<String> = s.list_event_types().await.unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["a.first", "film.added", "user.registered"]);
+    assert_eq!(s.list_event_types().await.unwrap()[2], reg);
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /// Runs each case on both stores: `memory::case_x` and `dynamodb::case_x`.
@@ -878,6 +992,10 @@ contract!(
     case_templates,
     case_template_for_locale,
     case_template_races,
+    case_users,
+    case_user_races,
+    case_users_listed_by_pages,
+    case_event_types,
 );
 
 /// What only DynamoDB has: its error mapping, attribute names, cursors, pages and tables.

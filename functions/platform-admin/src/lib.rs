@@ -1,21 +1,28 @@
-//! The notification platform's admin HTTP API (CONTRACT §9): templates.
+//! The notification platform's admin HTTP API (CONTRACT §9): templates, users, event types.
 //!
 //! `POST /templates`, `GET /templates`, `GET|PUT|DELETE /templates/{id}`,
-//! `POST /templates/{id}/preview`, `POST /templates/preview`; every call needs an admin token.
-//! Errors are `{"error":{"code","message"}}` (CONTRACT §4), mapped in one place ([`AdminError`]).
+//! `POST /templates/{id}/preview`, `POST /templates/preview`; `GET|PUT /users/{id}` ([`users`]);
+//! `PUT /event-types/{name}`, `GET /event-types` ([`event_types`]). Every call needs an admin
+//! token. Errors are `{"error":{"code","message"}}` (CONTRACT §4), mapped in one place
+//! ([`AdminError`]).
+
+mod event_types;
+mod users;
 
 use herald::auth::{AuthError, Verifier};
 use herald::domain::{Channel, Template, canonical_locale, check_name, now, rfc3339};
 use herald::platform::templates::{self, Sources, TemplateError};
 use herald::protocol::MAX_MESSAGE_BYTES;
-use herald::store::{StoreError, TemplateStore, TemplateWrite};
+use herald::store::{EventTypeStore, StoreError, TemplateStore, TemplateWrite, UserStore};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Map, Value, json};
 
-/// What the handler needs: the token verifier and the templates table, nothing else.
+/// What the handler needs: the token verifier and the platform's admin tables, nothing else.
 pub struct AdminDeps<'a> {
     pub verifier: &'a Verifier,
     pub templates: &'a dyn TemplateStore,
+    pub users: &'a dyn UserStore,
+    pub event_types: &'a dyn EventTypeStore,
 }
 
 /// Every refusal, mapped to its status and error body in one place.
@@ -37,7 +44,7 @@ pub enum AdminError {
     VersionConflict { id: String, current: u32, expected: u32 },
     #[error("the template is too large: {0}")]
     TooLarge(String),
-    #[error("the template store is unavailable")]
+    #[error("the store is unavailable")]
     Store(#[source] StoreError),
 }
 
@@ -87,6 +94,18 @@ fn json_response(status: u16, body: Option<Value>) -> Response<Body> {
         r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     }
     r
+}
+
+/// The collections this function serves; a path's first one starts its route.
+const COLLECTIONS: &[&str] = &["templates", "users", "event-types"];
+
+/// A path segment's text (`%20` is a space): user ids and event names may hold any character.
+fn path_segment(what: &'static str, segment: &str) -> Result<String, AdminError> {
+    let text = percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map_err(|_| bad(format!("the {what} in the path is not UTF-8 once percent-decoded")))?;
+    check_name(what, &text).map_err(|e| bad(e.to_string()))?;
+    Ok(text.into_owned())
 }
 
 /// The fields of a template's body (`POST /templates`, `PUT /templates/{id}`).
@@ -286,11 +305,16 @@ impl AdminDeps<'_> {
 
     async fn route(&self, method: &http::Method, path: &str, body: &[u8]) -> Result<(u16, Option<Value>), AdminError> {
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        // Behind a custom domain's mapping key the path has a prefix: the routes start at `templates`.
-        let Some(start) = segments.iter().position(|s| *s == "templates") else {
+        // Behind a custom domain's mapping key the path has a prefix: the routes start at a collection.
+        let Some(start) = segments.iter().position(|s| COLLECTIONS.contains(s)) else {
             return Err(AdminError::NotFound(format!("no route for {path}")));
         };
         let not_allowed = || Err(AdminError::MethodNotAllowed { method: method.to_string(), path: path.to_string() });
+        match segments[start] {
+            "users" => return self.users_route(method, path, &segments[start + 1..], body).await,
+            "event-types" => return self.event_types_route(method, path, &segments[start + 1..], body).await,
+            _ => {}
+        }
         match (&segments[start + 1..], method.as_str()) {
             ([], "POST") => Ok((201, Some(self.create(body).await?))),
             ([], "GET") => {

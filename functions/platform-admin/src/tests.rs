@@ -37,7 +37,7 @@ impl Fixture {
             builder = builder.header("authorization", format!("Bearer {t}"));
         }
         let request: Request = builder.body(Body::from(body.to_string())).unwrap();
-        let deps = AdminDeps { verifier: &self.verifier, templates: &self.store };
+        let deps = AdminDeps { verifier: &self.verifier, templates: &self.store, users: &self.store, event_types: &self.store };
         let response = handle(&deps, request).await.unwrap();
         let status = response.status().as_u16();
         let body = match response.body() {
@@ -165,4 +165,50 @@ async fn previews_render_saved_and_unsaved_templates() {
         .await;
     assert_eq!((status, r), (200, json!({"subject": null, "body": "Код 1234", "html": null})));
     assert_eq!(f.store.list_templates().await.unwrap().len(), 1, "an unsaved preview saves nothing");
+}
+
+#[tokio::test]
+async fn user_profiles_merge_and_are_stored_canonical() {
+    let f = Fixture::new();
+    let a = admin();
+    assert_eq!(f.call("GET", "/users/u1", Some(&a), "").await.0, 404);
+    let (status, p) =
+        f.call("PUT", "/users/u1", Some(&a), r#"{"timezone":"europe/berlin","locale":"DE_de","channels":{"sms":false}}"#).await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!((p["timezone"].as_str(), p["locale"].as_str()), (Some("Europe/Berlin"), Some("de-DE")));
+    assert_eq!(p["channels"], json!({"email": true, "sms": false, "push": true}));
+    let stored = f.store.get_user("u1").await.unwrap().unwrap();
+    assert_eq!((stored.version, stored.channels.email, stored.channels.sms), (1, None, Some(false)));
+    let (_, p) = f.call("PUT", "/users/u1", Some(&a), r#"{"email":"a@b.co","channels":{"sms":null}}"#).await;
+    assert_eq!((p["email"].as_str(), p["timezone"].as_str()), (Some("a@b.co"), Some("Europe/Berlin")));
+    let stored = f.store.get_user("u1").await.unwrap().unwrap();
+    assert_eq!((stored.version, stored.channels.sms), (2, None));
+    // "" clears like null.
+    let (_, p) = f.call("PUT", "/users/u1", Some(&a), r#"{"email":"","timezone":null}"#).await;
+    assert_eq!((p["email"].clone(), p["timezone"].clone()), (Value::Null, Value::Null));
+    assert_eq!(f.call("DELETE", "/users/u1", Some(&a), "").await.0, 405);
+    assert_eq!(f.call("GET", "/users", Some(&a), "").await.0, 404);
+    assert_eq!(f.call("GET", "/users/u1/extra", Some(&a), "").await.0, 404);
+    assert_eq!(f.call("GET", "/api/users/u1", Some(&a), "").await.0, 200);
+}
+
+#[tokio::test]
+async fn event_types_need_existing_templates_per_channel() {
+    let f = Fixture::new();
+    let a = admin();
+    let (status, _) = f.call("POST", "/templates", Some(&a), r#"{"name":"film","channel":"push","locale":"ru","body":"b"}"#).await;
+    assert_eq!(status, 201);
+    let (status, err) = f.call("PUT", "/event-types/film.added", Some(&a), r#"{"templates":{"email":"film"}}"#).await;
+    assert_eq!(status, 400);
+    assert!(err["error"]["message"].as_str().unwrap().contains("no email template named \"film\""), "{err}");
+    // A template in any locale will do.
+    let (status, t) = f.call("PUT", "/event-types/film.added", Some(&a), r#"{"templates":{"push":"film"},"critical":true}"#).await;
+    assert_eq!((status, t["critical"].clone()), (200, json!(true)), "{t}");
+    let stored = f.store.get_event_type("film.added").await.unwrap().unwrap();
+    assert_eq!(stored.templates.get(&Channel::Push).map(String::as_str), Some("film"));
+    let (_, list) = f.call("GET", "/event-types", Some(&a), "").await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(f.call("POST", "/event-types", Some(&a), "{}").await.0, 405);
+    assert_eq!(f.call("GET", "/event-types/film.added", Some(&a), "").await.0, 405);
+    assert_eq!(f.call("PUT", "/event-types/film.added", Some(&token(json!({"sub": "u"}))), "{").await.0, 403);
 }

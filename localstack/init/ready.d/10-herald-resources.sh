@@ -77,6 +77,18 @@ create_table "${PREFIX}templates" \
   --key-schema AttributeName=template_id,KeyType=HASH \
   --global-secondary-indexes '[{"IndexName":"by_name","KeySchema":[{"AttributeName":"name_channel","KeyType":"HASH"},{"AttributeName":"template_id","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}},{"IndexName":"by_kind","KeySchema":[{"AttributeName":"kind","KeyType":"HASH"},{"AttributeName":"template_id","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}}]'
 
+# users (UsersTable)
+create_table "${PREFIX}users" \
+  --attribute-definitions AttributeName=user_id,AttributeType=S AttributeName=user_shard,AttributeType=S \
+  --key-schema AttributeName=user_id,KeyType=HASH \
+  --global-secondary-indexes '[{"IndexName":"by_shard","KeySchema":[{"AttributeName":"user_shard","KeyType":"HASH"},{"AttributeName":"user_id","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}}]'
+
+# event-types (EventTypesTable)
+create_table "${PREFIX}event-types" \
+  --attribute-definitions AttributeName=event_type,AttributeType=S AttributeName=kind,AttributeType=S \
+  --key-schema AttributeName=event_type,KeyType=HASH \
+  --global-secondary-indexes '[{"IndexName":"by_kind","KeySchema":[{"AttributeName":"kind","KeyType":"HASH"},{"AttributeName":"event_type","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}}]'
+
 # Queues (infra/template.yaml: NotificationsQueue, FanoutQueue, RedeliveryQueue and their dead-letter queues).
 create_queue_with_dlq "${PREFIX}notifications" 360 345600
 create_queue_with_dlq "${PREFIX}fanout" 180 86400

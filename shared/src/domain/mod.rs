@@ -2,13 +2,17 @@
 
 mod chat;
 mod connection;
+mod event_type;
 mod push;
 mod template;
+mod user;
 
 pub use chat::*;
 pub use connection::*;
+pub use event_type::*;
 pub use push::*;
 pub use template::*;
+pub use user::*;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

@@ -1,3 +1,5 @@
-//! The notification platform (CONTRACT §9, seed 004): templates and their rendering.
+//! The notification platform (CONTRACT §9, seed 004): templates and their rendering; users'
+//! preferences and quiet hours.
 
+pub mod preferences;
 pub mod templates;

@@ -259,6 +259,19 @@ admitted!(TemplateStore {
     template_for(name: &str, channel: Channel, user_locale: Option<&str>) -> Option<Template>;
 });
 
+admitted!(UserStore {
+    get_user(user_id: &str) -> Option<UserProfile>;
+    put_user(profile: &UserProfile, expected_version: Option<u32>) -> bool;
+    users_in_shard(shard: u32, cursor: Option<&str>, limit: usize) -> Page<UserProfile>;
+    list_users(cursor: Option<&str>, limit: usize) -> Page<UserProfile>;
+});
+
+admitted!(EventTypeStore {
+    put_event_type(event_type: &EventType) -> ();
+    get_event_type(name: &str) -> Option<EventType>;
+    list_event_types() -> Vec<EventType>;
+});
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -41,6 +41,9 @@ struct Inner {
     templates: HashMap<String, Template>,
     /// template_slot_key -> the id of the template holding the slot
     template_slots: HashMap<String, String>,
+    /// user id -> profile (in id order: a shard's page walks it)
+    users: BTreeMap<String, UserProfile>,
+    event_types: BTreeMap<String, EventType>,
 }
 
 enum ClaimState {
@@ -560,6 +563,63 @@ impl TemplateStore for MemoryStore {
         let mut all: Vec<Template> = self.lock().templates.values().filter(|t| t.name == name && t.channel == channel).cloned().collect();
         sort_templates(&mut all);
         Ok(all)
+    }
+}
+
+fn check_user_size(p: &UserProfile) -> StoreResult<()> {
+    let text = [&p.email, &p.phone, &p.name, &p.locale, &p.timezone].iter().map(|f| f.as_ref().map_or(0, String::len)).sum::<usize>();
+    check_size(&format!("user {}", p.user_id), p.user_id.len() + text)
+}
+
+#[async_trait]
+impl UserStore for MemoryStore {
+    async fn get_user(&self, user_id: &str) -> StoreResult<Option<UserProfile>> {
+        Ok(self.lock().users.get(user_id).cloned())
+    }
+
+    async fn put_user(&self, profile: &UserProfile, expected_version: Option<u32>) -> StoreResult<bool> {
+        check_user_size(profile)?;
+        let mut g = self.lock();
+        if g.users.get(&profile.user_id).map(|p| p.version) != expected_version {
+            return Ok(false);
+        }
+        g.users.insert(profile.user_id.clone(), profile.clone());
+        Ok(true)
+    }
+
+    async fn users_in_shard(&self, shard: u32, cursor: Option<&str>, limit: usize) -> StoreResult<Page<UserProfile>> {
+        shards::check_user_shard_page(shard, limit)?;
+        // The cursor is the last user id of the page before: one of this shard's.
+        if cursor.is_some_and(|c| user_shard(c) != shard) {
+            return Err(StoreError::Invalid("page cursor of another shard".into()));
+        }
+        let g = self.lock();
+        let after = match cursor {
+            Some(c) => (std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded),
+            None => (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded),
+        };
+        let mut iter = g.users.range::<str, _>(after).filter(|(id, _)| user_shard(id) == shard).map(|(_, p)| p);
+        let items: Vec<UserProfile> = iter.by_ref().take(limit).cloned().collect();
+        let next = if iter.next().is_some() { items.last().map(|p| p.user_id.clone()) } else { None };
+        Ok(Page { items, next })
+    }
+}
+
+#[async_trait]
+impl EventTypeStore for MemoryStore {
+    async fn put_event_type(&self, event_type: &EventType) -> StoreResult<()> {
+        let bytes = event_type.name.len() + event_type.templates.values().map(String::len).sum::<usize>();
+        check_size(&format!("event type {}", event_type.name), bytes)?;
+        self.lock().event_types.insert(event_type.name.clone(), event_type.clone());
+        Ok(())
+    }
+
+    async fn get_event_type(&self, name: &str) -> StoreResult<Option<EventType>> {
+        Ok(self.lock().event_types.get(name).cloned())
+    }
+
+    async fn list_event_types(&self) -> StoreResult<Vec<EventType>> {
+        Ok(self.lock().event_types.values().cloned().collect())
     }
 }
 

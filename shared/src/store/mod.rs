@@ -17,8 +17,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::{
-    AckOutcome, BatchState, Channel, ChatMessage, Claim, Connection, Conversation, Delivery, NewMessage, Subscription, Template,
-    UnreadCount, pick_for_locale,
+    AckOutcome, BatchState, Channel, ChatMessage, Claim, Connection, Conversation, Delivery, EventType, NewMessage, Subscription, Template,
+    UnreadCount, UserProfile, pick_for_locale,
 };
 pub use error::{StoreError, StoreResult};
 
@@ -176,15 +176,72 @@ pub trait TemplateStore: Send + Sync {
     }
 }
 
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    async fn get_user(&self, user_id: &str) -> StoreResult<Option<UserProfile>>;
+    /// Writes `profile` if the stored one is still at `expected_version` (`None`: no profile is
+    /// stored yet): of two writes made to one version, one wins, the other is `false` and
+    /// changes nothing.
+    async fn put_user(&self, profile: &UserProfile, expected_version: Option<u32>) -> StoreResult<bool>;
+    /// One shard's profiles (`shard` in `0..USER_SHARDS`), a page at a time in user id order: an
+    /// `{"all":true}` audience reads the [`USER_SHARDS`] shards in parallel. A shard out of
+    /// range, a limit of 0 or a cursor of another shard is [`StoreError::Invalid`].
+    async fn users_in_shard(&self, shard: u32, cursor: Option<&str>, limit: usize) -> StoreResult<Page<UserProfile>>;
+    /// Every profile, a page at a time: the shards one after another (no Scan). `next` names a
+    /// shard and a place in it.
+    async fn list_users(&self, cursor: Option<&str>, limit: usize) -> StoreResult<Page<UserProfile>> {
+        shards::users_across_shards(self, cursor, limit).await
+    }
+}
+
+#[async_trait]
+pub trait EventTypeStore: Send + Sync {
+    /// Creates or replaces the event type of `event_type.name`.
+    async fn put_event_type(&self, event_type: &EventType) -> StoreResult<()>;
+    async fn get_event_type(&self, name: &str) -> StoreResult<Option<EventType>>;
+    /// Every event type, by name (an index query on one partition: the admins' few, like templates).
+    async fn list_event_types(&self) -> StoreResult<Vec<EventType>>;
+}
+
 /// Every capability: what herald-local and the contract suite hold.
 pub trait Store:
-    ConnectionStore + SubscriptionStore + DeliveryStore + ConversationStore + MessageStore + MemberStore + TemplateStore
+    ConnectionStore
+    + SubscriptionStore
+    + DeliveryStore
+    + ConversationStore
+    + MessageStore
+    + MemberStore
+    + TemplateStore
+    + UserStore
+    + EventTypeStore
 {
 }
 
 impl<T> Store for T where
-    T: ConnectionStore + SubscriptionStore + DeliveryStore + ConversationStore + MessageStore + MemberStore + TemplateStore
+    T: ConnectionStore
+        + SubscriptionStore
+        + DeliveryStore
+        + ConversationStore
+        + MessageStore
+        + MemberStore
+        + TemplateStore
+        + UserStore
+        + EventTypeStore
 {
+}
+
+/// How many shards user profiles are spread over (by [`user_shard`]) in the users table's
+/// `by_shard` index. Stored keys depend on it.
+pub const USER_SHARDS: u32 = 16;
+
+/// The shard (in `0..USER_SHARDS`) of a user's profile: the same stable hash as [`event_shard`].
+pub fn user_shard(user_id: &str) -> u32 {
+    event_shard(user_id) % USER_SHARDS
+}
+
+/// The `by_shard` index's partition key of one shard (`users#3`).
+pub fn user_shard_key(shard: u32) -> String {
+    format!("users#{shard}")
 }
 
 /// Templates in the order lists show them: by name, channel, then locale (none first).

@@ -1,18 +1,28 @@
-//! An event's subscribers over its [`EVENT_SHARDS`] shards: the checks every store makes of a
-//! shard page, and [`SubscriptionStore::event_subscribers`] on top of the shards, one after
-//! another, with a cursor that names a shard and a place in it.
+//! An event's subscribers over its [`EVENT_SHARDS`] shards, and user profiles over their
+//! [`USER_SHARDS`]: the checks every store makes of a shard page, and
+//! [`SubscriptionStore::event_subscribers`] and [`UserStore::list_users`] on top of the shards,
+//! one after another, with a cursor that names a shard and a place in it.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
-use super::{EVENT_SHARDS, Page, StoreError, StoreResult, SubscriptionStore};
-use crate::domain::Subscription;
+use super::{EVENT_SHARDS, Page, StoreError, StoreResult, SubscriptionStore, USER_SHARDS, UserStore};
+use crate::domain::{Subscription, UserProfile};
 
 /// What every store refuses of a shard page: a shard out of range, a limit of 0.
 pub(crate) fn check_shard_page(shard: u32, limit: usize) -> StoreResult<()> {
-    if shard >= EVENT_SHARDS {
-        return Err(StoreError::Invalid(format!("event shard {shard} is out of range 0..{EVENT_SHARDS}")));
+    check_page(shard, EVENT_SHARDS, "event", limit)
+}
+
+/// The same of a page of user profiles.
+pub(crate) fn check_user_shard_page(shard: u32, limit: usize) -> StoreResult<()> {
+    check_page(shard, USER_SHARDS, "user", limit)
+}
+
+fn check_page(shard: u32, shards: u32, what: &str, limit: usize) -> StoreResult<()> {
+    if shard >= shards {
+        return Err(StoreError::Invalid(format!("{what} shard {shard} is out of range 0..{shards}")));
     }
     if limit == 0 {
         return Err(StoreError::Invalid("page limit must be at least 1".into()));
@@ -21,7 +31,8 @@ pub(crate) fn check_shard_page(shard: u32, limit: usize) -> StoreResult<()> {
 }
 
 /// Where a walk over every shard stands: the event (so that its cursor is refused for another
-/// event), the shard, and the shard's own cursor (`None`: the shard's beginning).
+/// event; [`USERS_SCOPE`] for user profiles), the shard, and the shard's own cursor (`None`: the
+/// shard's beginning).
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ShardCursor {
@@ -39,11 +50,11 @@ impl ShardCursor {
         Ok(URL_SAFE_NO_PAD.encode(json))
     }
 
-    fn decode(cursor: &str, event_name: &str) -> StoreResult<Self> {
+    fn decode_of(cursor: &str, event_name: &str, shards: u32) -> StoreResult<Self> {
         let invalid = || StoreError::Invalid("malformed page cursor".into());
         let json = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
         let decoded: Self = serde_json::from_slice(&json).map_err(|_| invalid())?;
-        if decoded.shard >= EVENT_SHARDS {
+        if decoded.shard >= shards {
             return Err(invalid());
         }
         if decoded.event != event_name {
@@ -52,6 +63,10 @@ impl ShardCursor {
         Ok(decoded)
     }
 }
+
+/// The scope of a walk over the user profiles' shards (an event's walk is scoped by the event's
+/// name), so that a cursor of one is refused by the other.
+const USERS_SCOPE: &str = "\u{0}users";
 
 /// Up to `limit` subscribers of an event from where `cursor` stands, shard after shard. A page
 /// stops early where a shard's own page did (DynamoDB's 1 MB), and is empty only when it is the
@@ -62,19 +77,48 @@ pub(crate) async fn across_shards<S: SubscriptionStore + ?Sized>(
     cursor: Option<&str>,
     limit: usize,
 ) -> StoreResult<Page<Subscription>> {
-    check_shard_page(0, limit)?;
+    walk_shards(event_name, EVENT_SHARDS, cursor, limit, |shard, inner, n| async move {
+        store.event_subscribers_in_shard(event_name, shard, inner.as_deref(), n).await
+    })
+    .await
+}
+
+/// Up to `limit` user profiles from where `cursor` stands, shard after shard, as [`across_shards`].
+pub(crate) async fn users_across_shards<S: UserStore + ?Sized>(
+    store: &S,
+    cursor: Option<&str>,
+    limit: usize,
+) -> StoreResult<Page<UserProfile>> {
+    walk_shards(
+        USERS_SCOPE,
+        USER_SHARDS,
+        cursor,
+        limit,
+        |shard, inner, n| async move { store.users_in_shard(shard, inner.as_deref(), n).await },
+    )
+    .await
+}
+
+/// Pages of `shards` shards of `scope`, one after another, each read by `page(shard, its own
+/// cursor, how many)`.
+async fn walk_shards<T, F, Fut>(scope: &str, shards: u32, cursor: Option<&str>, limit: usize, mut page: F) -> StoreResult<Page<T>>
+where
+    F: FnMut(u32, Option<String>, usize) -> Fut,
+    Fut: Future<Output = StoreResult<Page<T>>>,
+{
+    check_page(0, shards, "first", limit)?;
     let (mut shard, mut inner) = match cursor {
         Some(c) => {
-            let c = ShardCursor::decode(c, event_name)?;
+            let c = ShardCursor::decode_of(c, scope, shards)?;
             (c.shard, c.inner)
         }
         None => (0, None),
     };
-    let mut items: Vec<Subscription> = Vec::new();
+    let mut items: Vec<T> = Vec::new();
     loop {
-        let page = store.event_subscribers_in_shard(event_name, shard, inner.as_deref(), limit - items.len()).await?;
-        items.extend(page.items);
-        match page.next {
+        let got = page(shard, inner.take(), limit - items.len()).await?;
+        items.extend(got.items);
+        match got.next {
             // More in this shard: stop here, unless nothing was found yet (only the last page is empty).
             Some(next) => {
                 inner = Some(next);
@@ -85,7 +129,7 @@ pub(crate) async fn across_shards<S: SubscriptionStore + ?Sized>(
             None => {
                 shard += 1;
                 inner = None;
-                if shard == EVENT_SHARDS {
+                if shard == shards {
                     return Ok(Page { items, next: None });
                 }
                 if items.len() >= limit {
@@ -94,7 +138,7 @@ pub(crate) async fn across_shards<S: SubscriptionStore + ?Sized>(
             }
         }
     }
-    let next = ShardCursor { event: event_name.to_string(), shard, inner }.encode()?;
+    let next = ShardCursor { event: scope.to_string(), shard, inner }.encode()?;
     Ok(Page { items, next: Some(next) })
 }
 
@@ -134,13 +178,13 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_refuse_garbage() {
         let c = ShardCursor { event: "ev".into(), shard: 3, inner: Some("x".into()) };
-        assert_eq!(ShardCursor::decode(&c.encode().unwrap(), "ev").unwrap(), c);
+        assert_eq!(ShardCursor::decode_of(&c.encode().unwrap(), "ev", EVENT_SHARDS).unwrap(), c);
         let start = ShardCursor { event: "ev".into(), shard: 15, inner: None };
-        assert_eq!(ShardCursor::decode(&start.encode().unwrap(), "ev").unwrap(), start);
-        assert!(matches!(ShardCursor::decode(&c.encode().unwrap(), "other"), Err(StoreError::Invalid(_))));
+        assert_eq!(ShardCursor::decode_of(&start.encode().unwrap(), "ev", EVENT_SHARDS).unwrap(), start);
+        assert!(matches!(ShardCursor::decode_of(&c.encode().unwrap(), "other", EVENT_SHARDS), Err(StoreError::Invalid(_))));
         let out_of_range = ShardCursor { event: "ev".into(), shard: EVENT_SHARDS, inner: None }.encode().unwrap();
         for bad in ["", "!!!", "bm90IGpzb24", &out_of_range, &URL_SAFE_NO_PAD.encode(r#"{"e":"ev","s":1,"x":2}"#)] {
-            assert!(matches!(ShardCursor::decode(bad, "ev"), Err(StoreError::Invalid(_))), "{bad}");
+            assert!(matches!(ShardCursor::decode_of(bad, "ev", EVENT_SHARDS), Err(StoreError::Invalid(_))), "{bad}");
         }
     }
 }

@@ -66,6 +66,8 @@ pub enum TableId {
     Members,
     Counters,
     Templates,
+    Users,
+    EventTypes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +106,11 @@ pub mod attr {
     pub const NAME_CHANNEL: &str = "name_channel";
     /// The same value on every template (not on slot markers): the `by_kind` index lists them.
     pub const KIND: &str = "kind";
+    /// A user profile's shard ([`user_shard_key`](crate::store::user_shard_key)): the `by_shard`
+    /// index lists every profile, a shard at a time.
+    pub const USER_SHARD: &str = "user_shard";
+    /// An event type's name.
+    pub const EVENT_TYPE: &str = "event_type";
 }
 
 pub const BY_USER: &str = "by_user";
@@ -116,6 +123,9 @@ pub const BY_CHANNEL: &str = "by_channel";
 pub const BY_NAME: &str = "by_name";
 /// Every template (one partition: the admins' templates are few).
 pub const BY_KIND: &str = "by_kind";
+/// Every user profile, spread over [`USER_SHARDS`](crate::store::USER_SHARDS) partition keys so
+/// that none grows with the audience (`{"all":true}` mailings page through them).
+pub const BY_SHARD: &str = "by_shard";
 
 pub const TABLES: &[TableDef] = &[
     TableDef {
@@ -207,6 +217,26 @@ pub const TABLES: &[TableDef] = &[
             IndexDef { name: BY_NAME, hash: s(attr::NAME_CHANNEL), range: Some(s(attr::TEMPLATE_ID)), projection: Projection::All },
             IndexDef { name: BY_KIND, hash: s(attr::KIND), range: Some(s(attr::TEMPLATE_ID)), projection: Projection::All },
         ],
+        ttl: None,
+    },
+    TableDef {
+        id: TableId::Users,
+        suffix: "users",
+        logical_id: "UsersTable",
+        env_var: "HERALD_TABLE_USERS",
+        hash: s(attr::USER_ID),
+        range: None,
+        indexes: &[IndexDef { name: BY_SHARD, hash: s(attr::USER_SHARD), range: Some(s(attr::USER_ID)), projection: Projection::All }],
+        ttl: None,
+    },
+    TableDef {
+        id: TableId::EventTypes,
+        suffix: "event-types",
+        logical_id: "EventTypesTable",
+        env_var: "HERALD_TABLE_EVENT_TYPES",
+        hash: s(attr::EVENT_TYPE),
+        range: None,
+        indexes: &[IndexDef { name: BY_KIND, hash: s(attr::KIND), range: Some(s(attr::EVENT_TYPE)), projection: Projection::All }],
         ttl: None,
     },
 ];

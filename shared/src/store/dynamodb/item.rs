@@ -58,6 +58,18 @@ pub(crate) mod name {
     pub const CREATED_AT: &str = "created_at";
     pub const UPDATED_AT: &str = "updated_at";
     pub const OWNER: &str = "owner";
+    /// User profiles (and `name`, `locale`, `version`, `created_at`, `updated_at` as above).
+    pub const USER_NAME: &str = "name";
+    pub const EMAIL: &str = "email";
+    pub const PHONE: &str = "phone";
+    pub const TIMEZONE: &str = "timezone";
+    /// A map of the channels turned on or off (`BOOL` each).
+    pub const CHANNELS: &str = "channels";
+    pub const QUIET_START: &str = "quiet_start";
+    pub const QUIET_END: &str = "quiet_end";
+    /// Event types: a map of channel to template name, and the flag.
+    pub const TEMPLATES: &str = "templates";
+    pub const CRITICAL: &str = "critical";
 }
 
 pub(crate) fn s(v: impl Into<String>) -> AttributeValue {

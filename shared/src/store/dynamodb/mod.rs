@@ -16,12 +16,14 @@ mod connections;
 mod conversations;
 mod deliveries;
 mod error;
+mod event_types;
 mod item;
 mod members;
 mod messages;
 mod query;
 mod subscriptions;
 mod templates;
+mod users;
 
 use aws_sdk_dynamodb::Client;
 

@@ -1,10 +1,13 @@
 //! Paging and batching, written once: key-equality queries that follow `LastEvaluatedKey`, and
 //! batch reads and deletes that retry what DynamoDB left unprocessed.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, WriteRequest};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::DynamoStore;
 use super::error::OrStore;
@@ -21,6 +24,30 @@ const UNPROCESSED_ROUNDS: u32 = 10;
 /// A page size for DynamoDB's `Limit` (an `i32`, at least 1).
 pub(crate) fn limit_i32(limit: usize) -> i32 {
     i32::try_from(limit).unwrap_or(i32::MAX).max(1)
+}
+
+/// The opaque cursor of a page: its `LastEvaluatedKey` (string attributes) as base64 JSON.
+pub(crate) fn encode_cursor(last_key: &Item) -> StoreResult<String> {
+    let plain = last_key
+        .iter()
+        .map(|(k, v)| match v {
+            AttributeValue::S(text) => Ok((k.as_str(), text.as_str())),
+            _ => Err(StoreError::Corrupt(format!("key attribute {k:?} is not a string"))),
+        })
+        .collect::<StoreResult<BTreeMap<&str, &str>>>()?;
+    let json = serde_json::to_vec(&plain).map_err(|e| StoreError::Backend(Box::new(e)))?;
+    Ok(URL_SAFE_NO_PAD.encode(json))
+}
+
+/// The key attributes of an [`encode_cursor`] cursor, which must be exactly `expected`.
+pub(crate) fn decode_key_cursor(cursor: &str, expected: &[&str]) -> StoreResult<BTreeMap<String, String>> {
+    let invalid = || StoreError::Invalid("malformed page cursor".into());
+    let json = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let plain: BTreeMap<String, String> = serde_json::from_slice(&json).map_err(|_| invalid())?;
+    if plain.len() != expected.len() || !expected.iter().all(|k| plain.contains_key(*k)) {
+        return Err(invalid());
+    }
+    Ok(plain)
 }
 
 /// Waits before retrying what DynamoDB left unprocessed or cancelled: 20 ms doubling to 1 s, jittered.

@@ -2,45 +2,22 @@
 //! `event_shard` attribute: [`EVENT_SHARDS`](crate::store::EVENT_SHARDS) partition keys per event)
 //! and by user and event (`by_user_event`, on the `user_event` attribute).
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use aws_sdk_dynamodb::types::ReturnValue;
 
 use super::DynamoStore;
 use super::error::OrStore;
 use super::item::{Item, ToItem, from_items, get_s, key, s};
-use super::query::{limit_i32, query_all};
+use super::query::{decode_key_cursor, encode_cursor, limit_i32, query_all};
 use crate::domain::Subscription;
 use crate::store::shards::check_shard_page;
 use crate::store::tables::{BY_EVENT, BY_USER_EVENT, TableId, attr};
 use crate::store::{Page, StoreError, StoreResult, SubscriptionStore, event_shard_key, user_event_key};
 
-/// The opaque cursor of a page: its `LastEvaluatedKey` (string attributes) as base64 JSON.
-fn encode_cursor(last_key: &Item) -> StoreResult<String> {
-    let plain = last_key
-        .iter()
-        .map(|(k, v)| match v {
-            AttributeValue::S(text) => Ok((k.as_str(), text.as_str())),
-            _ => Err(StoreError::Corrupt(format!("key attribute {k:?} is not a string"))),
-        })
-        .collect::<StoreResult<BTreeMap<&str, &str>>>()?;
-    let json = serde_json::to_vec(&plain).map_err(|e| StoreError::Backend(Box::new(e)))?;
-    Ok(URL_SAFE_NO_PAD.encode(json))
-}
-
 /// A cursor of [`encode_cursor`] for a page of `event_name`'s subscribers in one shard
 /// (`shard_key`: [`event_shard_key`]).
 fn decode_cursor(cursor: &str, event_name: &str, shard_key: &str) -> StoreResult<Item> {
-    let invalid = || StoreError::Invalid("malformed page cursor".into());
-    let json = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let plain: BTreeMap<String, String> = serde_json::from_slice(&json).map_err(|_| invalid())?;
-    let expected = [attr::CONNECTION_ID, attr::EVENT_NAME, attr::EVENT_SHARD];
-    if plain.len() != expected.len() || !expected.iter().all(|k| plain.contains_key(*k)) {
-        return Err(invalid());
-    }
+    let plain = decode_key_cursor(cursor, &[attr::CONNECTION_ID, attr::EVENT_NAME, attr::EVENT_SHARD])?;
     if plain.get(attr::EVENT_NAME).map(String::as_str) != Some(event_name) {
         return Err(StoreError::Invalid("page cursor of another event".into()));
     }
@@ -127,6 +104,9 @@ impl SubscriptionStore for DynamoStore {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use super::*;
 
     #[test]
