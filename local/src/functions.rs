@@ -10,6 +10,7 @@ use herald::auth::Verifier;
 use herald::chat;
 use herald::config::DeliveryConfig;
 use herald::delivery::{RedeliveryCheck, RedeliveryTimer};
+use herald::platform::channels::{Outbox, PushSender};
 use herald::queue::{Queue, QueueError};
 use herald::store::Store;
 
@@ -75,6 +76,8 @@ pub struct Handlers {
     pub dead_letters: Arc<dyn Queue>,
     /// The fan-out queue: delivery batches from `dispatch` to the delivery workers.
     pub fanout: Arc<dyn Queue>,
+    /// Email and SMS, kept instead of sent (`GET /outbox`, CONTRACT §9).
+    pub outbox: Outbox,
 }
 
 /// A handler failure: API Gateway turns it into a 500 (`$connect`) or an "Internal server error" frame.
@@ -102,11 +105,44 @@ impl Handlers {
             templates: &*self.store,
             users: &*self.store,
             event_types: &*self.store,
+            notifications: &*self.store,
         };
         match herald_platform_admin::handle(&deps, request).await {
             Ok(r) => r,
             Err(never) => match never {},
         }
+    }
+
+    /// `POST /events` (CONTRACT §9): sent at once, push on the notifications queue as
+    /// `POST /notify` queues it, email and SMS into the outbox.
+    pub async fn events(&self, request: lambda_http::Request) -> lambda_http::Response<lambda_http::Body> {
+        let push = PushSender { queue: &*self.queue };
+        let deps = herald_platform_events::EventsDeps {
+            verifier: &self.verifier,
+            templates: &*self.store,
+            users: &*self.store,
+            event_types: &*self.store,
+            notifications: &*self.store,
+            push: &push,
+            email: Some(&self.outbox),
+            sms: Some(&self.outbox),
+        };
+        match herald_platform_events::handle(&deps, request).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    }
+
+    /// `GET /outbox` (herald-local only, admin): the email and SMS kept instead of sent.
+    pub async fn outbox(&self, authorization: Option<&str>) -> Result<serde_json::Value, herald::auth::AuthError> {
+        let header = authorization.ok_or(herald::auth::AuthError::Missing)?;
+        let token = header
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t)
+            .ok_or(herald::auth::AuthError::NotBearer)?;
+        self.verifier.verify(token.trim()).await?.require_admin()?;
+        Ok(serde_json::json!({ "items": self.outbox.items() }))
     }
 
     /// What `dispatch` runs with here: this process's store, gateway, timer and queues.

@@ -437,6 +437,7 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         queue,
         dead_letters,
         fanout,
+        outbox: Default::default(),
     });
     // The event source mappings: the notifications queue into `dispatch`, the fan-out queue
     // into the delivery workers.
@@ -479,6 +480,10 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         .route("/users/{id}", axum::routing::get(platform_admin).put(platform_admin))
         .route("/event-types", axum::routing::get(platform_admin))
         .route("/event-types/{name}", axum::routing::put(platform_admin))
+        .route("/notifications", axum::routing::get(platform_admin))
+        .route("/events", axum::routing::post(platform_events))
+        .route("/events/{transaction_id}", axum::routing::delete(platform_events))
+        .route("/outbox", get(outbox))
         .route("/@connections/{id}", axum::routing::post(management::post).get(management::get).delete(management::delete))
         .route(
             "/{stage}/@connections/{id}",
@@ -607,6 +612,30 @@ async fn platform_admin(
     match lambda_request(request).await {
         Ok(request) => axum_response(app.handlers.platform_admin(request).await),
         Err(refused) => refused,
+    }
+}
+
+/// `POST /events` and `DELETE /events/{transaction_id}` (CONTRACT §9), handed to the `platform-events` function.
+async fn platform_events(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    match lambda_request(request).await {
+        Ok(request) => axum_response(app.handlers.events(request).await),
+        Err(refused) => refused,
+    }
+}
+
+/// `GET /outbox` (herald-local only, admin): the email and SMS the embedded backend kept.
+async fn outbox(axum::extract::State(app): axum::extract::State<Arc<App>>, headers: axum::http::HeaderMap) -> axum::response::Response {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match app.handlers.outbox(authorization).await {
+        Ok(body) => axum::Json(body).into_response(),
+        Err(e) => json_error(
+            axum::http::StatusCode::from_u16(e.status()).unwrap_or(axum::http::StatusCode::UNAUTHORIZED),
+            e.code(),
+            e.to_string(),
+        ),
     }
 }
 

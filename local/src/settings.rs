@@ -55,6 +55,7 @@ pub const SETTINGS: &[Setting] = &[
     s("HERALD_TABLE_TEMPLATES", "<prefix>templates", Both, "the platform's message templates table's own name"),
     s("HERALD_TABLE_USERS", "<prefix>users", Both, "the platform's user profiles table's own name"),
     s("HERALD_TABLE_EVENT_TYPES", "<prefix>event-types", Both, "the platform's event types table's own name"),
+    s("HERALD_TABLE_NOTIFICATIONS", "<prefix>notifications", Both, "the platform's history (notifications) table's own name"),
     s("HERALD_QUEUE_NAME", "herald-notifications", Local, "--backend aws: the notifications queue's name"),
     s("HERALD_FANOUT_QUEUE_NAME", "herald-fanout", Local, "--backend aws: the fan-out queue's name"),
     s("HERALD_VISIBILITY_TIMEOUT_MS", "30000", Local, "visibility timeout of herald-local's queues"),

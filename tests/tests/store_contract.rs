@@ -12,7 +12,8 @@ use futures::StreamExt;
 use futures::future::join_all;
 use herald::domain::{
     AckMode, AckOutcome, Api, BatchState, Channel, ChannelPrefs, ChatMessage, Claim, Connection, ContentType, Delivery, Encoding,
-    EventType, NewMessage, QuietHours, Subscription, Template, TimeOfDay, UserProfile,
+    EventType, NewMessage, Notification, NotificationFilter, NotificationStatus, QuietHours, Subscription, Template, TimeOfDay,
+    UserProfile,
 };
 use herald::store::{EVENT_SHARDS, Page, Store, StoreError, StoreResult, TemplateWrite, USER_SHARDS, event_shard, user_shard};
 use serde_json::json;
@@ -937,6 +938,96 @@ async fn case_event_types<S: Store>(s: &S) {
 // ---------------------------------------------------------------------------------------------
 
 /// Runs each case on both stores: `memory::case_x` and `dynamodb::case_x`.
+fn record(id: &str, user: &str, event: &str, channel: Channel, status: NotificationStatus, second: u32) -> Notification {
+    Notification {
+        id: id.into(),
+        user_id: user.into(),
+        channel,
+        status,
+        reason: (status == NotificationStatus::Skipped).then(|| "turned off".to_string()),
+        event_id: Some(event.into()),
+        held_until: None,
+        created_at: format!("2024-05-01T10:00:{second:02}Z"),
+        updated_at: format!("2024-05-01T10:00:{second:02}Z"),
+        expires_at: future_ttl(),
+    }
+}
+
+fn future_ttl() -> i64 {
+    herald::domain::epoch_secs(herald::domain::now()) + 3600
+}
+
+async fn case_event_claims<S: Store>(s: &S) {
+    assert!(s.claim_event("e1", future_ttl()).await.unwrap());
+    assert!(!s.claim_event("e1", future_ttl()).await.unwrap());
+    assert!(s.claim_event("e2", future_ttl()).await.unwrap());
+    // An expired marker is as good as none.
+    assert!(s.claim_event("e3", 1).await.unwrap());
+    assert!(s.claim_event("e3", future_ttl()).await.unwrap());
+    // Concurrent claims: exactly one wins.
+    let wins = join_all((0..8).map(|_| s.claim_event("race", future_ttl()))).await;
+    assert_eq!(wins.into_iter().filter(|w| *w.as_ref().unwrap()).count(), 1);
+}
+
+async fn case_history<S: Store>(s: &S) {
+    use NotificationStatus::{Held, Queued, Sent, Skipped};
+    let mut a = record("n1", "u1", "e1", Channel::Email, Queued, 1);
+    assert!(s.create_notification(&a).await.unwrap());
+    assert!(!s.create_notification(&record("n1", "u1", "e1", Channel::Email, Sent, 1)).await.unwrap(), "created once");
+    assert_eq!(s.get_notification("n1").await.unwrap().unwrap().status, Queued);
+    a.status = Sent;
+    a.updated_at = "2024-05-01T10:00:05Z".into();
+    s.update_notification(&a).await.unwrap();
+    assert_eq!(s.get_notification("n1").await.unwrap(), Some(a.clone()));
+    assert_eq!(s.get_notification("nope").await.unwrap(), None);
+    // An event's marker is no history record.
+    s.claim_event("n-marker", future_ttl()).await.unwrap();
+    assert_eq!(s.get_notification("event:n-marker").await.unwrap(), None);
+    for r in [
+        record("n2", "u1", "e1", Channel::Push, Skipped, 2),
+        record("n3", "u2", "e1", Channel::Email, Held, 3),
+        record("n4", "u1", "e2", Channel::Email, Sent, 4),
+        record("n5", "u1", "e2", Channel::Push, Sent, 5),
+    ] {
+        assert!(s.create_notification(&r).await.unwrap());
+    }
+    let mut expired = record("n6", "u1", "e2", Channel::Sms, Sent, 6);
+    expired.expires_at = 1;
+    s.create_notification(&expired).await.unwrap();
+    let ids = |p: &Page<Notification>| p.items.iter().map(|n| n.id.clone()).collect::<Vec<_>>();
+    let by = |user: Option<&str>, event: Option<&str>| NotificationFilter {
+        user_id: user.map(String::from),
+        event_id: event.map(String::from),
+        ..Default::default()
+    };
+    // Newest first; expired records are not returned.
+    assert_eq!(ids(&s.list_notifications(&by(Some("u1"), None), None, 10).await.unwrap()), ["n5", "n4", "n2", "n1"]);
+    assert_eq!(ids(&s.list_notifications(&by(None, Some("e1")), None, 10).await.unwrap()), ["n3", "n2", "n1"]);
+    assert_eq!(ids(&s.list_notifications(&by(Some("u1"), Some("e1")), None, 10).await.unwrap()), ["n2", "n1"]);
+    let sent_email = NotificationFilter { channel: Some(Channel::Email), status: Some(Sent), ..by(Some("u1"), None) };
+    assert_eq!(ids(&s.list_notifications(&sent_email, None, 10).await.unwrap()), ["n4", "n1"]);
+    // Pages, filtered or not, follow one another without gaps or repeats.
+    for filter in [by(Some("u1"), None), sent_email.clone()] {
+        let all = ids(&s.list_notifications(&filter, None, 10).await.unwrap());
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = s.list_notifications(&filter, cursor.as_deref(), 1).await.unwrap();
+            assert!(page.items.len() <= 1);
+            seen.extend(ids(&page));
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(seen, all);
+    }
+    for (filter, limit) in [(NotificationFilter::default(), 10), (by(Some("u1"), None), 0)] {
+        assert!(matches!(s.list_notifications(&filter, None, limit).await, Err(StoreError::Invalid(_))));
+    }
+    assert!(matches!(s.list_notifications(&by(Some("u1"), None), Some("garbage!"), 10).await, Err(StoreError::Invalid(_))));
+}
+
 macro_rules! contract {
     ($($case:ident),+ $(,)?) => {
         mod memory {
@@ -996,6 +1087,8 @@ contract!(
     case_user_races,
     case_users_listed_by_pages,
     case_event_types,
+    case_event_claims,
+    case_history,
 );
 
 /// What only DynamoDB has: its error mapping, attribute names, cursors, pages and tables.

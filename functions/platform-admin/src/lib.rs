@@ -2,18 +2,19 @@
 //!
 //! `POST /templates`, `GET /templates`, `GET|PUT|DELETE /templates/{id}`,
 //! `POST /templates/{id}/preview`, `POST /templates/preview`; `GET|PUT /users/{id}` ([`users`]);
-//! `PUT /event-types/{name}`, `GET /event-types` ([`event_types`]). Every call needs an admin
+//! `PUT /event-types/{name}`, `GET /event-types` ([`event_types`]); `GET /notifications` ([`history`]). Every call needs an admin
 //! token. Errors are `{"error":{"code","message"}}` (CONTRACT §4), mapped in one place
 //! ([`AdminError`]).
 
 mod event_types;
+mod history;
 mod users;
 
 use herald::auth::{AuthError, Verifier};
 use herald::domain::{Channel, Template, canonical_locale, check_name, now, rfc3339};
 use herald::platform::templates::{self, Sources, TemplateError};
 use herald::protocol::MAX_MESSAGE_BYTES;
-use herald::store::{EventTypeStore, StoreError, TemplateStore, TemplateWrite, UserStore};
+use herald::store::{EventTypeStore, NotificationStore, StoreError, TemplateStore, TemplateWrite, UserStore};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Map, Value, json};
 
@@ -23,6 +24,7 @@ pub struct AdminDeps<'a> {
     pub templates: &'a dyn TemplateStore,
     pub users: &'a dyn UserStore,
     pub event_types: &'a dyn EventTypeStore,
+    pub notifications: &'a dyn NotificationStore,
 }
 
 /// Every refusal, mapped to its status and error body in one place.
@@ -97,7 +99,7 @@ fn json_response(status: u16, body: Option<Value>) -> Response<Body> {
 }
 
 /// The collections this function serves; a path's first one starts its route.
-const COLLECTIONS: &[&str] = &["templates", "users", "event-types"];
+const COLLECTIONS: &[&str] = &["templates", "users", "event-types", "notifications"];
 
 /// A path segment's text (`%20` is a space): user ids and event names may hold any character.
 fn path_segment(what: &'static str, segment: &str) -> Result<String, AdminError> {
@@ -303,7 +305,7 @@ impl AdminDeps<'_> {
         Err(AdminError::Store(StoreError::ConditionFailed(format!("template {id} kept changing while being saved"))))
     }
 
-    async fn route(&self, method: &http::Method, path: &str, body: &[u8]) -> Result<(u16, Option<Value>), AdminError> {
+    async fn route(&self, method: &http::Method, path: &str, query: Option<&str>, body: &[u8]) -> Result<(u16, Option<Value>), AdminError> {
         let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         // Behind a custom domain's mapping key the path has a prefix: the routes start at a collection.
         let Some(start) = segments.iter().position(|s| COLLECTIONS.contains(s)) else {
@@ -313,6 +315,7 @@ impl AdminDeps<'_> {
         match segments[start] {
             "users" => return self.users_route(method, path, &segments[start + 1..], body).await,
             "event-types" => return self.event_types_route(method, path, &segments[start + 1..], body).await,
+            "notifications" => return self.history_route(method, path, &segments[start + 1..], query).await,
             _ => {}
         }
         match (&segments[start + 1..], method.as_str()) {
@@ -357,7 +360,7 @@ impl AdminDeps<'_> {
             .ok_or(AuthError::NotBearer)?;
         // The token is checked before anything else, the body included.
         self.verifier.verify(token.trim()).await?.require_admin()?;
-        self.route(request.method(), request.uri().path(), request.body().as_ref()).await
+        self.route(request.method(), request.uri().path(), request.uri().query(), request.body().as_ref()).await
     }
 }
 

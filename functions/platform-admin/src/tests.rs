@@ -37,7 +37,13 @@ impl Fixture {
             builder = builder.header("authorization", format!("Bearer {t}"));
         }
         let request: Request = builder.body(Body::from(body.to_string())).unwrap();
-        let deps = AdminDeps { verifier: &self.verifier, templates: &self.store, users: &self.store, event_types: &self.store };
+        let deps = AdminDeps {
+            verifier: &self.verifier,
+            templates: &self.store,
+            users: &self.store,
+            event_types: &self.store,
+            notifications: &self.store,
+        };
         let response = handle(&deps, request).await.unwrap();
         let status = response.status().as_u16();
         let body = match response.body() {

@@ -89,6 +89,13 @@ create_table "${PREFIX}event-types" \
   --key-schema AttributeName=event_type,KeyType=HASH \
   --global-secondary-indexes '[{"IndexName":"by_kind","KeySchema":[{"AttributeName":"kind","KeyType":"HASH"},{"AttributeName":"event_type","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}}]'
 
+# notifications (NotificationsTable)
+create_table "${PREFIX}notifications" \
+  --attribute-definitions AttributeName=notification_id,AttributeType=S AttributeName=user_id,AttributeType=S AttributeName=created_key,AttributeType=S AttributeName=event_id,AttributeType=S \
+  --key-schema AttributeName=notification_id,KeyType=HASH \
+  --global-secondary-indexes '[{"IndexName":"by_user","KeySchema":[{"AttributeName":"user_id","KeyType":"HASH"},{"AttributeName":"created_key","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}},{"IndexName":"by_event","KeySchema":[{"AttributeName":"event_id","KeyType":"HASH"},{"AttributeName":"created_key","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}}]'
+enable_ttl "${PREFIX}notifications" expires_at
+
 # Queues (infra/template.yaml: NotificationsQueue, FanoutQueue, RedeliveryQueue and their dead-letter queues).
 create_queue_with_dlq "${PREFIX}notifications" 360 345600
 create_queue_with_dlq "${PREFIX}fanout" 180 86400

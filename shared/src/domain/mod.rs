@@ -3,6 +3,7 @@
 mod chat;
 mod connection;
 mod event_type;
+mod notification;
 mod push;
 mod template;
 mod user;
@@ -10,6 +11,7 @@ mod user;
 pub use chat::*;
 pub use connection::*;
 pub use event_type::*;
+pub use notification::*;
 pub use push::*;
 pub use template::*;
 pub use user::*;

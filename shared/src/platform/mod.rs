@@ -1,5 +1,6 @@
 //! The notification platform (CONTRACT §9, seed 004): templates and their rendering; users'
-//! preferences and quiet hours.
+//! preferences and quiet hours; the channels' senders.
 
+pub mod channels;
 pub mod preferences;
 pub mod templates;

@@ -272,6 +272,14 @@ admitted!(EventTypeStore {
     list_event_types() -> Vec<EventType>;
 });
 
+admitted!(NotificationStore {
+    claim_event(event_id: &str, expires_at: i64) -> bool;
+    create_notification(notification: &Notification) -> bool;
+    update_notification(notification: &Notification) -> ();
+    get_notification(id: &str) -> Option<Notification>;
+    list_notifications(filter: &NotificationFilter, cursor: Option<&str>, limit: usize) -> Page<Notification>;
+});
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};

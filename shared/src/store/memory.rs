@@ -44,6 +44,9 @@ struct Inner {
     /// user id -> profile (in id order: a shard's page walks it)
     users: BTreeMap<String, UserProfile>,
     event_types: BTreeMap<String, EventType>,
+    /// event id -> its idempotency marker's TTL
+    event_claims: HashMap<String, i64>,
+    notifications: HashMap<String, Notification>,
 }
 
 enum ClaimState {
@@ -621,6 +624,75 @@ impl EventTypeStore for MemoryStore {
     async fn list_event_types(&self) -> StoreResult<Vec<EventType>> {
         Ok(self.lock().event_types.values().cloned().collect())
     }
+}
+
+#[async_trait]
+impl NotificationStore for MemoryStore {
+    async fn claim_event(&self, event_id: &str, expires_at: i64) -> StoreResult<bool> {
+        let mut g = self.lock();
+        let now = epoch_now();
+        if g.event_claims.get(event_id).is_some_and(|e| !expired(*e, now)) {
+            return Ok(false);
+        }
+        g.event_claims.insert(event_id.to_string(), expires_at);
+        Ok(true)
+    }
+
+    async fn create_notification(&self, notification: &Notification) -> StoreResult<bool> {
+        let mut g = self.lock();
+        let now = epoch_now();
+        if g.notifications.get(&notification.id).is_some_and(|n| !expired(n.expires_at, now)) {
+            return Ok(false);
+        }
+        g.notifications.insert(notification.id.clone(), notification.clone());
+        Ok(true)
+    }
+
+    async fn update_notification(&self, notification: &Notification) -> StoreResult<()> {
+        self.lock().notifications.insert(notification.id.clone(), notification.clone());
+        Ok(())
+    }
+
+    async fn get_notification(&self, id: &str) -> StoreResult<Option<Notification>> {
+        Ok(self.lock().notifications.get(id).filter(|n| !expired(n.expires_at, epoch_now())).cloned())
+    }
+
+    async fn list_notifications(&self, filter: &NotificationFilter, cursor: Option<&str>, limit: usize) -> StoreResult<Page<Notification>> {
+        check_history_query(filter, limit)?;
+        let now = epoch_now();
+        let g = self.lock();
+        let mut all: Vec<&Notification> = g.notifications.values().filter(|n| !expired(n.expires_at, now) && filter.matches(n)).collect();
+        all.sort_by_key(|n| std::cmp::Reverse(n.created_key()));
+        // The cursor is the last record's ordering key, opaque as DynamoDB's.
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let start = match cursor {
+            None => 0,
+            Some(c) => {
+                let key = b64
+                    .decode(c)
+                    .ok()
+                    .and_then(|k| String::from_utf8(k).ok())
+                    .ok_or_else(|| StoreError::Invalid("malformed page cursor".into()))?;
+                all.iter().position(|n| n.created_key() < key).unwrap_or(all.len())
+            }
+        };
+        let rest = &all[start..];
+        let items: Vec<Notification> = rest.iter().take(limit).map(|n| (*n).clone()).collect();
+        let next = if rest.len() > limit { items.last().map(|n| b64.encode(n.created_key())) } else { None };
+        Ok(Page { items, next })
+    }
+}
+
+/// A history query must name a user or an event (a key of an index) and a positive limit.
+pub(crate) fn check_history_query(filter: &NotificationFilter, limit: usize) -> StoreResult<()> {
+    if filter.user_id.is_none() && filter.event_id.is_none() {
+        return Err(StoreError::Invalid("a history query needs a user or an event".into()));
+    }
+    if limit == 0 {
+        return Err(StoreError::Invalid("a page limit of 0".into()));
+    }
+    Ok(())
 }
 
 #[async_trait]

@@ -17,8 +17,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::{
-    AckOutcome, BatchState, Channel, ChatMessage, Claim, Connection, Conversation, Delivery, EventType, NewMessage, Subscription, Template,
-    UnreadCount, UserProfile, pick_for_locale,
+    AckOutcome, BatchState, Channel, ChatMessage, Claim, Connection, Conversation, Delivery, EventType, NewMessage, Notification,
+    NotificationFilter, Subscription, Template, UnreadCount, UserProfile, pick_for_locale,
 };
 pub use error::{StoreError, StoreResult};
 
@@ -203,6 +203,23 @@ pub trait EventTypeStore: Send + Sync {
     async fn list_event_types(&self) -> StoreResult<Vec<EventType>>;
 }
 
+#[async_trait]
+pub trait NotificationStore: Send + Sync {
+    /// Claims an event id once (a conditional write: the idempotency key of `POST /events`);
+    /// `false` when it was claimed before. `expires_at`: TTL.
+    async fn claim_event(&self, event_id: &str, expires_at: i64) -> StoreResult<bool>;
+    /// Creates a history record once; `false` when one with its id exists (nothing is changed).
+    async fn create_notification(&self, notification: &Notification) -> StoreResult<bool>;
+    /// Replaces a history record (its status moved on).
+    async fn update_notification(&self, notification: &Notification) -> StoreResult<()>;
+    async fn get_notification(&self, id: &str) -> StoreResult<Option<Notification>>;
+    /// History records, newest first, a page at a time: a Query by user (`by_user`) or by event
+    /// (`by_event`), narrowed by the filter's other fields. A filter with neither a user nor an
+    /// event, a limit of 0 or a malformed cursor is [`StoreError::Invalid`]. Expired records are
+    /// not returned.
+    async fn list_notifications(&self, filter: &NotificationFilter, cursor: Option<&str>, limit: usize) -> StoreResult<Page<Notification>>;
+}
+
 /// Every capability: what herald-local and the contract suite hold.
 pub trait Store:
     ConnectionStore
@@ -214,6 +231,7 @@ pub trait Store:
     + TemplateStore
     + UserStore
     + EventTypeStore
+    + NotificationStore
 {
 }
 
@@ -227,6 +245,7 @@ impl<T> Store for T where
         + TemplateStore
         + UserStore
         + EventTypeStore
+        + NotificationStore
 {
 }
 

@@ -68,6 +68,7 @@ pub enum TableId {
     Templates,
     Users,
     EventTypes,
+    Notifications,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +112,12 @@ pub mod attr {
     pub const USER_SHARD: &str = "user_shard";
     /// An event type's name.
     pub const EVENT_TYPE: &str = "event_type";
+    /// A history record's id, or an event's idempotency marker (`event:<id>`).
+    pub const NOTIFICATION_ID: &str = "notification_id";
+    /// The event a history record belongs to.
+    pub const EVENT_ID: &str = "event_id";
+    /// A history record's creation time and id (`<RFC 3339>#<id>`): the indexes' order.
+    pub const CREATED_KEY: &str = "created_key";
 }
 
 pub const BY_USER: &str = "by_user";
@@ -238,6 +245,19 @@ pub const TABLES: &[TableDef] = &[
         range: None,
         indexes: &[IndexDef { name: BY_KIND, hash: s(attr::KIND), range: Some(s(attr::EVENT_TYPE)), projection: Projection::All }],
         ttl: None,
+    },
+    TableDef {
+        id: TableId::Notifications,
+        suffix: "notifications",
+        logical_id: "NotificationsTable",
+        env_var: "HERALD_TABLE_NOTIFICATIONS",
+        hash: s(attr::NOTIFICATION_ID),
+        range: None,
+        indexes: &[
+            IndexDef { name: BY_USER, hash: s(attr::USER_ID), range: Some(s(attr::CREATED_KEY)), projection: Projection::All },
+            IndexDef { name: BY_EVENT, hash: s(attr::EVENT_ID), range: Some(s(attr::CREATED_KEY)), projection: Projection::All },
+        ],
+        ttl: Some(attr::EXPIRES_AT),
     },
 ];
 

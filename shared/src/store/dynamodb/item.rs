@@ -70,6 +70,9 @@ pub(crate) mod name {
     /// Event types: a map of channel to template name, and the flag.
     pub const TEMPLATES: &str = "templates";
     pub const CRITICAL: &str = "critical";
+    // History records.
+    pub const REASON: &str = "reason";
+    pub const HELD_UNTIL: &str = "held_until";
 }
 
 pub(crate) fn s(v: impl Into<String>) -> AttributeValue {

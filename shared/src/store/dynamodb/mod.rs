@@ -20,6 +20,7 @@ mod event_types;
 mod item;
 mod members;
 mod messages;
+mod notifications;
 mod query;
 mod subscriptions;
 mod templates;

@@ -1,0 +1,635 @@
+//! `POST /events` and `DELETE /events/{transaction_id}` (CONTRACT §9, "Events"): a publisher's
+//! event, sent at once.
+//!
+//! A fixed event (its event type exists) goes on the channels its event type has templates for
+//! (narrowed by `channels`), each rendered with the recipient's locale and profile; a free-form
+//! one carries its own `title`/`body` and goes by push unless `channels` says more; neither is
+//! `400 unknown_event`. The event id comes from `transaction_id` per publisher (as
+//! `POST /notify`'s push ids do), claimed once by a conditional write: the same transaction
+//! again answers the same id and sends nothing. Then one job per user and channel: a channel
+//! the user turned off is skipped, a non-critical one inside their quiet hours is held, one
+//! without an address fails, the others are sent; each leaves a history record.
+//!
+//! `DELETE /events/{transaction_id}` cancels what has not been sent (in this slice: what quiet
+//! hours hold), recording it as `skipped` ("cancelled by the publisher"): `200`, else `409`.
+//!
+//! Not yet: `send_at` and `event_name` audiences (refused with a `400` that says so), and the
+//! release of held notifications when quiet hours end.
+
+use herald::auth::{AuthError, Verifier};
+use herald::domain::{
+    Channel, EventType, Notification, NotificationStatus, UserProfile, check_name, epoch_secs, now, rfc3339, user_id_from_json,
+};
+use herald::platform::channels::{ChannelSender, Outgoing};
+use herald::platform::preferences::{channel_allowed, quiet_until};
+use herald::platform::templates::{self, Sources};
+use herald::protocol::MAX_MESSAGE_BYTES;
+use herald::store::{EventTypeStore, NotificationStore, StoreError, TemplateStore, UserStore};
+use lambda_http::{Body, Request, Response};
+use serde_json::{Value, json};
+
+/// What the handler needs: the platform's tables and a sender per channel (`None`: the channel
+/// has no sender in this deployment; its notifications fail with that reason).
+pub struct EventsDeps<'a> {
+    pub verifier: &'a Verifier,
+    pub templates: &'a dyn TemplateStore,
+    pub users: &'a dyn UserStore,
+    pub event_types: &'a dyn EventTypeStore,
+    pub notifications: &'a dyn NotificationStore,
+    pub push: &'a dyn ChannelSender,
+    pub email: Option<&'a dyn ChannelSender>,
+    pub sms: Option<&'a dyn ChannelSender>,
+}
+
+/// How long history records and idempotency markers are kept (TTL).
+pub const HISTORY_TTL_SECS: i64 = 30 * 24 * 3600;
+/// The most recipients one event names (`users`).
+pub const MAX_USERS: usize = 1000;
+
+/// Every refusal, mapped to its status and error body in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    UnknownEvent(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the store is unavailable")]
+    Store(#[source] StoreError),
+}
+
+impl From<StoreError> for EventsError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl EventsError {
+    fn status(&self) -> u16 {
+        match self {
+            Self::BadRequest(_) | Self::UnknownEvent(_) => 400,
+            Self::Auth(e) => e.status(),
+            Self::NotFound(_) => 404,
+            Self::MethodNotAllowed { .. } => 405,
+            Self::Conflict(_) => 409,
+            Self::Store(_) => 503,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::UnknownEvent(_) => "unknown_event",
+            Self::Auth(e) => e.code(),
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::Conflict(_) => "nothing_to_cancel",
+            Self::Store(_) => "store_unavailable",
+        }
+    }
+}
+
+fn bad(message: impl Into<String>) -> EventsError {
+    EventsError::BadRequest(message.into())
+}
+
+fn json_response(status: u16, body: Value) -> Response<Body> {
+    let mut r = Response::new(Body::Text(body.to_string()));
+    *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r
+}
+
+/// The fields of a `POST /events` body.
+const FIELDS: &[&str] = &["event", "user_id", "users", "data", "channels", "transaction_id", "title", "body"];
+/// The contract's fields this slice does not serve yet.
+const LATER_FIELDS: &[&str] = &["send_at", "event_name"];
+
+/// The UUID namespace of event ids derived from a publisher's `transaction_id` ([`event_id`]).
+const TRANSACTION_NAMESPACE: uuid::Uuid = uuid::uuid!("0d6f2b8e-3c41-4a57-b1e9-7a2c5d8f9e10");
+/// The UUID namespace of history record ids ([`notification_id`]).
+const NOTIFICATION_NAMESPACE: uuid::Uuid = uuid::uuid!("9a3e7c15-64b2-4f8d-a0c3-5e1b2d7f4a68");
+
+/// The event id of `transaction_id` from `publisher` (the token's principal): the same
+/// publisher's same transaction names the same event; another publisher's is another event.
+pub fn event_id(publisher: &str, transaction_id: &str) -> String {
+    let name = format!("{}:{publisher}|{transaction_id}", publisher.len());
+    uuid::Uuid::new_v5(&TRANSACTION_NAMESPACE, name.as_bytes()).to_string()
+}
+
+/// The id of the history record (and of the push) of an event for one user on one channel.
+pub fn notification_id(event_id: &str, user_id: &str, channel: Channel) -> String {
+    let name = format!("{}:{event_id}|{}:{user_id}|{}", event_id.len(), user_id.len(), channel.as_str());
+    uuid::Uuid::new_v5(&NOTIFICATION_NAMESPACE, name.as_bytes()).to_string()
+}
+
+/// A validated `POST /events` body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRequest {
+    pub event: String,
+    pub users: Vec<String>,
+    pub data: Value,
+    pub channels: Option<Vec<Channel>>,
+    pub transaction_id: Option<String>,
+    pub title: Option<String>,
+    pub body: Option<String>,
+}
+
+pub fn parse_body(bytes: &[u8]) -> Result<EventRequest, EventsError> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(bad(format!("the body is over {} KB", MAX_MESSAGE_BYTES / 1024)));
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| bad(format!("the body is not valid JSON: {e}")))?;
+    let Value::Object(obj) = value else { return Err(bad("the body must be a JSON object")) };
+    let mut unknown: Vec<&str> = obj.keys().map(String::as_str).filter(|k| !FIELDS.contains(k) && !LATER_FIELDS.contains(k)).collect();
+    if !unknown.is_empty() {
+        unknown.sort();
+        let names: Vec<String> = unknown.iter().map(|n| format!("{n:?}")).collect();
+        return Err(bad(format!("unknown field(s) {}: the fields are {}", names.join(", "), FIELDS.join(", "))));
+    }
+    if let Some(later) = LATER_FIELDS.iter().find(|f| obj.get(**f).is_some_and(|v| !v.is_null())) {
+        return Err(bad(format!("\"{later}\" is not supported yet: events are sent at once to the users named by user_id or users")));
+    }
+    let text = |field: &str| -> Result<Option<String>, EventsError> {
+        match obj.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(bad(format!("\"{field}\" must be a string"))),
+        }
+    };
+    let event = text("event")?.ok_or_else(|| bad("\"event\" is required (the event's name)"))?;
+    check_name("event", &event).map_err(|e| bad(e.to_string()))?;
+    let users = match (obj.get("user_id").filter(|v| !v.is_null()), obj.get("users").filter(|v| !v.is_null())) {
+        (Some(_), Some(_)) => return Err(bad("give \"user_id\" or \"users\", not both")),
+        (None, None) => return Err(bad("give \"user_id\" or \"users\"")),
+        (Some(v), None) => vec![user_id_from_json("user_id", v).map_err(|e| bad(e.to_string()))?],
+        (None, Some(Value::Array(list))) => {
+            if list.is_empty() || list.len() > MAX_USERS {
+                return Err(bad(format!("\"users\" must name 1 to {MAX_USERS} users")));
+            }
+            let mut out: Vec<String> = Vec::with_capacity(list.len());
+            for v in list {
+                let id = user_id_from_json("users[]", v).map_err(|e| bad(e.to_string()))?;
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+            out
+        }
+        (None, Some(_)) => return Err(bad("\"users\" must be an array of user ids")),
+    };
+    let data = match obj.get("data") {
+        None | Some(Value::Null) => json!({}),
+        Some(v @ Value::Object(_)) => v.clone(),
+        Some(_) => return Err(bad("\"data\" must be a JSON object")),
+    };
+    let channels = match obj.get("channels") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(list)) if !list.is_empty() => {
+            let mut out = Vec::new();
+            for v in list {
+                let c = v
+                    .as_str()
+                    .and_then(Channel::parse)
+                    .ok_or_else(|| bad(format!("\"channels\": {v} is not a channel: the channels are email, sms and push")))?;
+                if !out.contains(&c) {
+                    out.push(c);
+                }
+            }
+            Some(out)
+        }
+        Some(_) => return Err(bad("\"channels\" must be a non-empty array such as [\"email\",\"push\"]")),
+    };
+    let transaction_id = text("transaction_id")?;
+    if transaction_id.as_ref().is_some_and(|t| t.is_empty() || t.chars().count() > 256) {
+        return Err(bad("\"transaction_id\" must be 1 to 256 characters"));
+    }
+    Ok(EventRequest { event, users, data, channels, transaction_id, title: text("title")?, body: text("body")? })
+}
+
+/// What an event is sent with: its event type's templates, or its own title and body.
+enum Content<'a> {
+    Fixed(&'a EventType),
+    FreeForm { title: Option<&'a str>, body: &'a str },
+}
+
+/// What one job came to.
+struct Outcome {
+    status: NotificationStatus,
+    reason: Option<String>,
+    held_until: Option<String>,
+}
+
+impl Outcome {
+    fn of(status: NotificationStatus, reason: impl Into<String>) -> Self {
+        Self { status, reason: Some(reason.into()), held_until: None }
+    }
+}
+
+impl EventsDeps<'_> {
+    fn sender(&self, channel: Channel) -> Option<&dyn ChannelSender> {
+        match channel {
+            Channel::Push => Some(self.push),
+            Channel::Email => self.email,
+            Channel::Sms => self.sms,
+        }
+    }
+
+    async fn serve(&self, request: &Request) -> Result<(u16, Value), EventsError> {
+        let header = request.headers().get(http::header::AUTHORIZATION).ok_or(AuthError::Missing)?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, t)| t))
+            .ok_or(AuthError::NotBearer)?;
+        // The token is checked before the body.
+        let identity = self.verifier.verify(token.trim()).await?;
+        identity.require_publisher()?;
+        let publisher = identity.principal().unwrap_or_default();
+        let path = request.uri().path();
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        // Behind a custom domain's mapping key the path has a prefix: the routes start at `events`.
+        let rest = match segments.iter().position(|s| *s == "events") {
+            Some(start) => &segments[start + 1..],
+            None => return Err(EventsError::NotFound(format!("no route for {path}"))),
+        };
+        let method = request.method().as_str();
+        match (rest, method) {
+            ([], "POST") => {
+                let (id, transaction_id) = self.accept(&publisher, request.body().as_ref()).await?;
+                Ok((202, json!({ "id": id, "transaction_id": transaction_id })))
+            }
+            ([tx], "DELETE") => {
+                let tx = percent_encoding::percent_decode_str(tx)
+                    .decode_utf8()
+                    .map_err(|_| bad("the transaction id in the path is not UTF-8 once percent-decoded"))?;
+                self.cancel(&publisher, &tx).await.map(|v| (200, v))
+            }
+            ([] | [_], _) => Err(EventsError::MethodNotAllowed { method: method.to_string(), path: path.to_string() }),
+            _ => Err(EventsError::NotFound(format!("no route for {path}"))),
+        }
+    }
+
+    /// `DELETE /events/{transaction_id}`: what has not been sent (held) is cancelled, recorded as
+    /// `skipped` with the reason; `409` when nothing is left to cancel, `404` for an unknown one.
+    async fn cancel(&self, publisher: &str, transaction_id: &str) -> Result<Value, EventsError> {
+        let id = event_id(publisher, transaction_id);
+        let filter = herald::domain::NotificationFilter { event_id: Some(id.clone()), ..Default::default() };
+        let (mut cursor, mut seen, mut cancelled) = (None::<String>, 0usize, 0usize);
+        loop {
+            let page = self.notifications.list_notifications(&filter, cursor.as_deref(), 200).await?;
+            seen += page.items.len();
+            for mut n in page.items.into_iter().filter(|n| n.status == NotificationStatus::Held) {
+                n.status = NotificationStatus::Skipped;
+                n.reason = Some("cancelled by the publisher".into());
+                n.held_until = None;
+                n.updated_at = rfc3339(now());
+                self.notifications.update_notification(&n).await?;
+                cancelled += 1;
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        match (seen, cancelled) {
+            (0, _) => Err(EventsError::NotFound(format!("no event with transaction id {transaction_id:?}"))),
+            (_, 0) => Err(EventsError::Conflict(format!("event {id}: everything has been sent (or failed or skipped) already"))),
+            _ => Ok(json!({ "id": id, "transaction_id": transaction_id, "cancelled": cancelled })),
+        }
+    }
+
+    async fn accept(&self, publisher: &str, bytes: &[u8]) -> Result<(String, String), EventsError> {
+        let req = parse_body(bytes)?;
+        let event_type = self.event_types.get_event_type(&req.event).await?;
+        let (content, channels) = match &event_type {
+            Some(t) => {
+                let channels = match &req.channels {
+                    None => t.templates.keys().copied().collect(),
+                    Some(asked) => {
+                        if let Some(c) = asked.iter().find(|c| !t.templates.contains_key(c)) {
+                            return Err(bad(format!(
+                                "event {:?} has no {} template: its channels are {}",
+                                req.event,
+                                c.as_str(),
+                                channel_list(t)
+                            )));
+                        }
+                        asked.clone()
+                    }
+                };
+                (Content::Fixed(t), channels)
+            }
+            None => match (&req.title, &req.body) {
+                (None, None) => {
+                    return Err(EventsError::UnknownEvent(format!(
+                        "there is no event type {:?}: define it (PUT /event-types/{{name}}) or give \"title\"/\"body\"",
+                        req.event
+                    )));
+                }
+                (title, body) => (
+                    Content::FreeForm { title: title.as_deref(), body: body.as_deref().or(title.as_deref()).unwrap_or_default() },
+                    req.channels.clone().unwrap_or_else(|| vec![Channel::Push]),
+                ),
+            },
+        };
+        let (id, transaction_id) = match &req.transaction_id {
+            Some(tx) => (event_id(publisher, tx), tx.clone()),
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                (id.clone(), id)
+            }
+        };
+        let at = now();
+        // The event is claimed once; a retry (or a crash's) goes through the jobs again, and each
+        // job's record is created once (a conditional write), so only what never started is done.
+        if !self.notifications.claim_event(&id, epoch_secs(at) + HISTORY_TTL_SECS).await? {
+            tracing::info!(event_id = id, "seen before: only jobs never started are done");
+        }
+        let critical = matches!(content, Content::Fixed(t) if t.critical);
+        for user_id in &req.users {
+            let profile = self.users.get_user(user_id).await?.unwrap_or_else(|| UserProfile::new(user_id, &rfc3339(at)));
+            for channel in &channels {
+                self.job(&id, &profile, *channel, &content, critical, &req.data).await?;
+            }
+        }
+        Ok((id, transaction_id))
+    }
+
+    /// One user on one channel: its history record, created once, then what became of it.
+    async fn job(
+        &self,
+        event_id: &str,
+        profile: &UserProfile,
+        channel: Channel,
+        content: &Content<'_>,
+        critical: bool,
+        data: &Value,
+    ) -> Result<(), EventsError> {
+        let at = now();
+        let mut record = Notification {
+            id: notification_id(event_id, &profile.user_id, channel),
+            user_id: profile.user_id.clone(),
+            channel,
+            status: NotificationStatus::Queued,
+            reason: None,
+            event_id: Some(event_id.to_string()),
+            held_until: None,
+            created_at: rfc3339(at),
+            updated_at: rfc3339(at),
+            expires_at: epoch_secs(at) + HISTORY_TTL_SECS,
+        };
+        if !self.notifications.create_notification(&record).await? {
+            return Ok(());
+        }
+        let outcome = self.outcome(&record.id, profile, channel, content, critical, data).await?;
+        record.status = outcome.status;
+        record.reason = outcome.reason;
+        record.held_until = outcome.held_until;
+        record.updated_at = rfc3339(now());
+        tracing::info!(notification_id = record.id, channel = channel.as_str(), status = record.status.as_str(), "planned");
+        self.notifications.update_notification(&record).await?;
+        Ok(())
+    }
+
+    async fn outcome(
+        &self,
+        id: &str,
+        profile: &UserProfile,
+        channel: Channel,
+        content: &Content<'_>,
+        critical: bool,
+        data: &Value,
+    ) -> Result<Outcome, EventsError> {
+        use NotificationStatus::{Failed, Held, Sent, Skipped};
+        let c = channel.as_str();
+        if !channel_allowed(profile, channel) {
+            return Ok(Outcome::of(Skipped, format!("the user turned {c} off")));
+        }
+        if !critical && let Some(until) = quiet_until(profile, now()) {
+            let until = rfc3339(until);
+            return Ok(Outcome { status: Held, reason: Some(format!("quiet hours until {until}")), held_until: Some(until) });
+        }
+        let to = match channel {
+            Channel::Email => profile.email.clone(),
+            Channel::Sms => profile.phone.clone(),
+            Channel::Push => Some(profile.user_id.clone()),
+        };
+        let Some(to) = to else {
+            let what = if channel == Channel::Email { "an email address" } else { "a phone number" };
+            return Ok(Outcome::of(Failed, format!("the user has no {what}")));
+        };
+        let (subject, body, html) = match content {
+            Content::FreeForm { title, body } => (title.map(str::to_string), body.to_string(), None),
+            Content::Fixed(t) => {
+                let Some(name) = t.templates.get(&channel) else { return Ok(Outcome::of(Failed, format!("no {c} template"))) };
+                let Some(template) = self.templates.template_for(name, channel, profile.locale.as_deref()).await? else {
+                    return Ok(Outcome::of(Failed, format!("the {c} template {name:?} is gone")));
+                };
+                let user = serde_json::to_value(profile).unwrap_or_else(|_| json!({}));
+                match templates::render(&Sources::of(&template), &user, data) {
+                    Ok(r) => (r.subject, r.body, r.html),
+                    Err(e) => return Ok(Outcome::of(Failed, format!("template {name:?}: {e}"))),
+                }
+            }
+        };
+        let Some(sender) = self.sender(channel) else {
+            return Ok(Outcome::of(Failed, format!("{c} is not configured in this deployment")));
+        };
+        let message = Outgoing { notification_id: id.to_string(), channel, user_id: profile.user_id.clone(), to, subject, body, html };
+        Ok(match sender.send(&message).await {
+            Ok(()) => Outcome { status: Sent, reason: None, held_until: None },
+            Err(e) => Outcome::of(Failed, e.to_string()),
+        })
+    }
+}
+
+fn channel_list(t: &EventType) -> String {
+    t.templates.keys().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn handle(deps: &EventsDeps<'_>, request: Request) -> Result<Response<Body>, std::convert::Infallible> {
+    Ok(match deps.serve(&request).await {
+        Ok((status, body)) => {
+            tracing::info!(status, event_id = body["id"].as_str(), "served");
+            json_response(status, body)
+        }
+        Err(e) => {
+            match &e {
+                EventsError::Store(source) => tracing::error!(status = e.status(), error = %e, source = %source, "failed"),
+                _ => tracing::info!(status = e.status(), error = %e, "refused"),
+            }
+            json_response(e.status(), json!({ "error": { "code": e.code(), "message": e.to_string() } }))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use herald::auth::{AuthConfig, issue_hs256};
+    use herald::domain::{EventType, Template};
+    use herald::platform::channels::SendError;
+    use herald::store::memory::MemoryStore;
+    use herald::store::{TemplateStore, UserStore};
+
+    use super::*;
+
+    const SECRET: &str = "unit-secret";
+
+    fn publisher() -> String {
+        let claims = json!({"sub": "svc", "scope": "notify:publish", "exp": epoch_secs(now()) + 3600});
+        issue_hs256(SECRET, &claims).unwrap()
+    }
+
+    /// Keeps what it is given; fails when told to.
+    #[derive(Default)]
+    struct Recording {
+        sent: Mutex<Vec<Outgoing>>,
+        fail: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl ChannelSender for Recording {
+        async fn send(&self, message: &Outgoing) -> Result<(), SendError> {
+            if self.fail {
+                return Err(SendError::Failed("the provider said no".into()));
+            }
+            self.sent.lock().unwrap().push(message.clone());
+            Ok(())
+        }
+    }
+
+    async fn post(store: &MemoryStore, push: &Recording, email: Option<&Recording>, body: Value) -> (u16, Value) {
+        let verifier = Verifier::new(&AuthConfig::hs256(SECRET)).unwrap();
+        let deps = EventsDeps {
+            verifier: &verifier,
+            templates: store,
+            users: store,
+            event_types: store,
+            notifications: store,
+            push,
+            email: email.map(|e| e as &dyn ChannelSender),
+            sms: None,
+        };
+        let request = http::Request::builder()
+            .method("POST")
+            .uri("https://api.example/events")
+            .header("authorization", format!("Bearer {}", publisher()))
+            .body(Body::Text(body.to_string()))
+            .unwrap();
+        let response = handle(&deps, request).await.unwrap();
+        (response.status().as_u16(), serde_json::from_slice(response.body().as_ref()).unwrap())
+    }
+
+    async fn statuses(store: &MemoryStore, event_id: &str) -> Vec<(Channel, NotificationStatus, Option<String>)> {
+        let filter = herald::domain::NotificationFilter { event_id: Some(event_id.into()), ..Default::default() };
+        let mut out: Vec<_> =
+            store.list_notifications(&filter, None, 50).await.unwrap().items.into_iter().map(|n| (n.channel, n.status, n.reason)).collect();
+        out.sort_by_key(|(c, _, _)| *c);
+        out
+    }
+
+    #[tokio::test]
+    async fn render_and_send_failures_are_recorded_with_their_reason() {
+        let store = MemoryStore::new();
+        let at = rfc3339(now());
+        for (id, channel, body) in [("t1", Channel::Email, "{{ data.film }}"), ("t2", Channel::Push, "hi"), ("t3", Channel::Sms, "sms")] {
+            let t = Template {
+                id: id.into(),
+                name: format!("n-{id}"),
+                channel,
+                locale: None,
+                subject: None,
+                body: body.into(),
+                html: None,
+                version: 1,
+                created_at: at.clone(),
+                updated_at: at.clone(),
+            };
+            store.create_template(&t).await.unwrap();
+        }
+        let templates = [(Channel::Email, "n-t1".to_string()), (Channel::Push, "n-t2".to_string()), (Channel::Sms, "n-t3".to_string())];
+        let t =
+            EventType { name: "e".into(), templates: templates.into(), critical: false, created_at: at.clone(), updated_at: at.clone() };
+        store.put_event_type(&t).await.unwrap();
+        let mut p = UserProfile::new("u", &at);
+        p.email = Some("u@example.com".into());
+        p.phone = Some("+15550100".into());
+        p.version = 1;
+        store.put_user(&p, None).await.unwrap();
+
+        // The data lacks the email's variable; the push's provider fails; SMS has no sender here.
+        let push = Recording { fail: true, ..Default::default() };
+        let email = Recording::default();
+        let (status, reply) = post(&store, &push, Some(&email), json!({"event":"e","user_id":"u"})).await;
+        assert_eq!(status, 202, "{reply}");
+        let got = statuses(&store, reply["id"].as_str().unwrap()).await;
+        assert_eq!(
+            got.iter().map(|(c, s, _)| (*c, *s)).collect::<Vec<_>>(),
+            [
+                (Channel::Email, NotificationStatus::Failed),
+                (Channel::Sms, NotificationStatus::Failed),
+                (Channel::Push, NotificationStatus::Failed),
+            ]
+        );
+        let reasons: Vec<&str> = got.iter().map(|(_, _, r)| r.as_deref().unwrap_or_default()).collect();
+        assert!(reasons[0].contains("data.film"), "{reasons:?}");
+        assert!(reasons[1].contains("not configured"), "{reasons:?}");
+        assert!(reasons[2].contains("said no"), "{reasons:?}");
+        assert!(email.sent.lock().unwrap().is_empty());
+
+        // With the data, the email goes, to the profile's address, under the record's id.
+        let push = Recording::default();
+        let (_, reply) =
+            post(&store, &push, Some(&email), json!({"event":"e","user_id":"u","data":{"film":"F"},"channels":["email","push"]})).await;
+        let sent = email.sent.lock().unwrap().clone();
+        assert_eq!((sent.len(), sent[0].to.as_str(), sent[0].body.as_str()), (1, "u@example.com", "F"));
+        let id = reply["id"].as_str().unwrap();
+        assert_eq!(sent[0].notification_id, notification_id(id, "u", Channel::Email));
+        assert_eq!(push.sent.lock().unwrap()[0].notification_id, notification_id(id, "u", Channel::Push));
+    }
+
+    #[test]
+    fn bodies_are_validated() {
+        let ok = parse_body(br#"{"event":"film.added","users":[1,"2",1],"data":{"film":"X"},"channels":["email","push"]}"#).unwrap();
+        assert_eq!(ok.users, vec!["1", "2"]);
+        assert_eq!(ok.channels, Some(vec![Channel::Email, Channel::Push]));
+        for body in [
+            &b"{"[..],
+            br#"[]"#,
+            br#"{"user_id":"1"}"#,
+            br#"{"event":"e"}"#,
+            br#"{"event":"e","user_id":"1","users":["2"]}"#,
+            br#"{"event":"e","users":[]}"#,
+            br#"{"event":"e","user_id":"1","data":[1]}"#,
+            br#"{"event":"e","user_id":"1","channels":["fax"]}"#,
+            br#"{"event":"e","user_id":"1","channels":[]}"#,
+            br#"{"event":"e","user_id":"1","transaction_id":""}"#,
+            br#"{"event":"e","user_id":"1","titel":"typo"}"#,
+            br#"{"event":"e","user_id":"1","send_at":"2030-01-01T00:00:00Z"}"#,
+            br#"{"event":"","user_id":"1"}"#,
+        ] {
+            assert_eq!(parse_body(body).unwrap_err().status(), 400, "{}", String::from_utf8_lossy(body));
+        }
+        assert!(parse_body(br#"{"event":"e","user_id":"1","titel":"typo"}"#).unwrap_err().to_string().contains("\"titel\""));
+    }
+
+    #[test]
+    fn ids_are_per_publisher_and_unambiguous() {
+        assert_eq!(event_id("svc", "t1"), event_id("svc", "t1"));
+        assert_ne!(event_id("svc", "t1"), event_id("other", "t1"));
+        assert_ne!(event_id("a:b", "c"), event_id("a", "b:c"));
+        assert_ne!(notification_id("e", "u", Channel::Email), notification_id("e", "u", Channel::Push));
+        assert_ne!(notification_id("e|1:u", "v", Channel::Push), notification_id("e", "u|1:v", Channel::Push));
+    }
+}

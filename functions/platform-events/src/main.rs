@@ -1,0 +1,26 @@
+use lambda_http::{Error, run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    herald::runtime::init_tracing();
+    let auth = herald::auth::AuthConfig::from_lookup(&herald::config::env)?;
+    let verifier = herald::auth::Verifier::new(&auth)?;
+    let queue_url = herald::config::required(&herald::config::env, "HERALD_QUEUE_URL")?;
+    let sdk = herald::runtime::sdk_config().await?;
+    let queue = herald::queue::SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url);
+    let store = herald::runtime::dynamo_store(&sdk).await;
+    let push = herald::platform::channels::PushSender { queue: &queue };
+    // Email (SESv2) and SMS (SNS) senders come with their slice: until then those channels fail
+    // with a reason in the history.
+    let deps = herald_platform_events::EventsDeps {
+        verifier: &verifier,
+        templates: &store,
+        users: &store,
+        event_types: &store,
+        notifications: &store,
+        push: &push,
+        email: None,
+        sms: None,
+    };
+    run(service_fn(|request| herald::metrics::emf(herald_platform_events::handle(&deps, request)))).await
+}
