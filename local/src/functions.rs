@@ -135,13 +135,8 @@ impl Handlers {
 
     /// `GET /outbox` (herald-local only, admin): the email and SMS kept instead of sent.
     pub async fn outbox(&self, authorization: Option<&str>) -> Result<serde_json::Value, herald::auth::AuthError> {
-        let header = authorization.ok_or(herald::auth::AuthError::Missing)?;
-        let token = header
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t)
-            .ok_or(herald::auth::AuthError::NotBearer)?;
-        self.verifier.verify(token.trim()).await?.require_admin()?;
+        let token = herald::auth::bearer_token(authorization)?;
+        self.verifier.verify(token).await?.require_admin()?;
         Ok(serde_json::json!({ "items": self.outbox.items() }))
     }
 

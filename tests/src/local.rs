@@ -240,3 +240,43 @@ pub async fn publish(server: &Server, body: Value) -> String {
     assert_eq!(status, 202, "{reply}");
     reply["id"].as_str().expect("an id").to_string()
 }
+
+/// An operator's token (`role: admin`): what the platform's admin API and `GET /outbox` take.
+pub fn admin_token() -> String {
+    token(json!({"sub": "ops", "role": "admin"}))
+}
+
+/// An HTTP call to herald-local with `auth` as the bearer token (none when `None`) and `body` as
+/// JSON text; the status and the JSON reply (`null` for an empty body).
+pub async fn http_call(server: &Server, method: &str, path: &str, auth: Option<&str>, body: Option<&str>) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+    let mut request = reqwest::Client::new().request(method, server.url(path));
+    if let Some(t) = auth {
+        request = request.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        request = request.header("content-type", "application/json").body(b.to_string());
+    }
+    let response = request.send().await.expect("herald-local answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("a body");
+    let reply =
+        if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")) };
+    (status, reply)
+}
+
+/// [`http_call`] as an admin, with a JSON body (none for `null`).
+pub async fn admin_call(server: &Server, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let body = (!body.is_null()).then(|| body.to_string());
+    http_call(server, method, path, Some(&admin_token()), body.as_deref()).await
+}
+
+/// The `error.code` of an error body (CONTRACT §4).
+pub fn error_code(reply: &Value) -> &str {
+    reply["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error body: {reply}"))
+}
+
+/// The `error.message` of an error body.
+pub fn error_message(reply: &Value) -> &str {
+    reply["error"]["message"].as_str().unwrap_or_else(|| panic!("not an error body: {reply}"))
+}

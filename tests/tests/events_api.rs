@@ -5,34 +5,17 @@
 use std::time::Duration;
 
 use herald_local::Server;
-use herald_tests::local::{On, assert_silent, next_json, notify_client, publisher, spawn_app, token, user_token};
+use herald_tests::local::{On, admin_token, assert_silent, http_call, next_json, notify_client, publisher, spawn_app, token, user_token};
 use herald_tests::on_both;
 use serde_json::{Value, json};
 
-fn admin() -> String {
-    token(json!({"sub": "ops", "role": "admin"}))
-}
-
-/// A call with `auth` as the bearer token (none when `None`); the status and the JSON reply.
+/// [`http_call`] with a JSON body.
 async fn call(server: &Server, method: &str, path: &str, auth: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
-    let mut request = reqwest::Client::new().request(method, server.url(path));
-    if let Some(t) = auth {
-        request = request.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        request = request.header("content-type", "application/json").body(b.to_string());
-    }
-    let response = request.send().await.expect("herald-local answers");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("a body");
-    let reply =
-        if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")) };
-    (status, reply)
+    http_call(server, method, path, auth, body.map(|b| b.to_string()).as_deref()).await
 }
 
 async fn admin_ok(server: &Server, method: &str, path: &str, body: Value) -> Value {
-    let (status, reply) = call(server, method, path, Some(&admin()), Some(body)).await;
+    let (status, reply) = call(server, method, path, Some(&admin_token()), Some(body)).await;
     assert!((200..300).contains(&status), "{method} {path}: {status} {reply}");
     reply
 }
@@ -46,13 +29,13 @@ async fn send_event(server: &Server, body: Value) -> Value {
 }
 
 async fn outbox(server: &Server) -> Vec<Value> {
-    let (status, reply) = call(server, "GET", "/outbox", Some(&admin()), None).await;
+    let (status, reply) = call(server, "GET", "/outbox", Some(&admin_token()), None).await;
     assert_eq!(status, 200, "{reply}");
     reply["items"].as_array().expect("items").clone()
 }
 
 async fn history(server: &Server, query: &str) -> Value {
-    let (status, reply) = call(server, "GET", &format!("/notifications?{query}"), Some(&admin()), None).await;
+    let (status, reply) = call(server, "GET", &format!("/notifications?{query}"), Some(&admin_token()), None).await;
     assert_eq!(status, 200, "{query}: {reply}");
     reply
 }
@@ -285,7 +268,7 @@ async fn history_is_filtered_and_paged(on: On) {
         ("user_id=h&sort=asc", "unknown parameter"),
         ("user_id=h&cursor=garbage!", "bad cursor"),
     ] {
-        let (status, reply) = call(&server, "GET", &format!("/notifications?{query}"), Some(&admin()), None).await;
+        let (status, reply) = call(&server, "GET", &format!("/notifications?{query}"), Some(&admin_token()), None).await;
         assert_eq!((status, reply["error"]["code"].as_str()), (400, Some("bad_request")), "{what}: {reply}");
     }
 }
@@ -308,7 +291,7 @@ async fn callers_are_checked(on: On) {
     let (got, _) = call(&server, "POST", "/events", Some(&user), Some(json!("junk"))).await;
     assert_eq!(got, 403);
     // An admin is a publisher too.
-    let (got, reply) = call(&server, "POST", "/events", Some(&admin()), Some(body.clone())).await;
+    let (got, reply) = call(&server, "POST", "/events", Some(&admin_token()), Some(body.clone())).await;
     assert_eq!(got, 202, "{reply}");
     for (bad, code) in [
         (json!({"event":"nothing-defined","user_id":"u1"}), "unknown_event"),

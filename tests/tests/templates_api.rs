@@ -2,45 +2,9 @@
 //! embedded backend and on DynamoDB Local, through the same `platform-admin` handler the cloud runs.
 
 use herald_local::Server;
-use herald_tests::local::{On, spawn_app, token};
+use herald_tests::local::{On, admin_call, admin_token, error_code, error_message, http_call, spawn_app, token};
 use herald_tests::on_both;
 use serde_json::{Value, json};
-
-fn admin() -> String {
-    token(json!({"sub": "ops", "role": "admin"}))
-}
-
-/// A call with `auth` as the bearer token (none when `None`); the status and the JSON reply
-/// (`null` for an empty body).
-async fn call(server: &Server, method: &str, path: &str, auth: Option<&str>, body: Option<&str>) -> (u16, Value) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
-    let mut request = reqwest::Client::new().request(method, server.url(path));
-    if let Some(t) = auth {
-        request = request.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        request = request.header("content-type", "application/json").body(b.to_string());
-    }
-    let response = request.send().await.expect("herald-local answers");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("a body");
-    let reply =
-        if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")) };
-    (status, reply)
-}
-
-async fn admin_call(server: &Server, method: &str, path: &str, body: Value) -> (u16, Value) {
-    let body = (!body.is_null()).then(|| body.to_string());
-    call(server, method, path, Some(&admin()), body.as_deref()).await
-}
-
-fn error_code(reply: &Value) -> &str {
-    reply["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error body: {reply}"))
-}
-
-fn error_message(reply: &Value) -> &str {
-    reply["error"]["message"].as_str().unwrap_or_else(|| panic!("not an error body: {reply}"))
-}
 
 /// Creates a template; asserts the 201 and returns it.
 async fn create(server: &Server, body: Value) -> Value {
@@ -220,7 +184,7 @@ async fn previews(on: On) {
 
 async fn bad_bodies(on: On) {
     let server = spawn_app(on).await;
-    let a = admin();
+    let a = admin_token();
     for (body, needle) in [
         ("{", "JSON"),
         (r#"{"name":"n","channel":"email","body":"b","priority":1}"#, "\"priority\""),
@@ -229,15 +193,15 @@ async fn bad_bodies(on: On) {
         (r#"{"name":"","channel":"email","body":"b"}"#, "name"),
         (r#"{"name":"n","channel":"email","body":"b","locale":"??"}"#, "locale"),
     ] {
-        let (status, reply) = call(&server, "POST", "/templates", Some(&a), Some(body)).await;
+        let (status, reply) = http_call(&server, "POST", "/templates", Some(&a), Some(body)).await;
         assert_eq!((status, error_code(&reply)), (400, "bad_request"), "{body}: {reply}");
         assert!(error_message(&reply).contains(needle), "{body}: {reply}");
     }
     let t = create(&server, json!({"name":"n","channel":"email","body":"b"})).await;
-    let (status, reply) = call(&server, "PUT", &format!("/templates/{}", id_of(&t)), Some(&a), Some(r#"{"bdy":"x"}"#)).await;
+    let (status, reply) = http_call(&server, "PUT", &format!("/templates/{}", id_of(&t)), Some(&a), Some(r#"{"bdy":"x"}"#)).await;
     assert_eq!((status, error_code(&reply)), (400, "bad_request"));
     assert!(error_message(&reply).contains("\"bdy\""), "{reply}");
-    let (status, reply) = call(&server, "POST", &format!("/templates/{}/preview", id_of(&t)), Some(&a), Some(r#"{"data":[1]}"#)).await;
+    let (status, reply) = http_call(&server, "POST", &format!("/templates/{}/preview", id_of(&t)), Some(&a), Some(r#"{"data":[1]}"#)).await;
     assert_eq!((status, error_code(&reply)), (400, "bad_request"), "{reply}");
     server.stop().await;
 }
@@ -260,17 +224,17 @@ async fn admins_only(on: On) {
     let wrong_key = herald::auth::issue_hs256("another-secret", &json!({"sub":"ops","role":"admin","exp": 4_000_000_000u64})).unwrap();
     for (method, path, body) in &routes {
         for bad in [None, Some("not-a-jwt"), Some(expired.as_str()), Some(wrong_key.as_str())] {
-            let (status, reply) = call(&server, method, path, bad, *body).await;
+            let (status, reply) = http_call(&server, method, path, bad, *body).await;
             assert_eq!(status, 401, "{method} {path} with {bad:?}: {reply}");
             assert!(reply["error"]["code"].is_string(), "{reply}");
         }
         for not_admin in [token(json!({"sub":"u1"})), token(json!({"sub":"svc","scope":"notify:publish"}))] {
-            let (status, reply) = call(&server, method, path, Some(&not_admin), *body).await;
+            let (status, reply) = http_call(&server, method, path, Some(&not_admin), *body).await;
             assert_eq!((status, error_code(&reply)), (403, "forbidden"), "{method} {path}");
         }
     }
     // `admin_id` is an admin too; and nothing the refused calls tried happened.
-    let (status, got) = call(&server, "GET", &format!("/templates/{id}"), Some(&token(json!({"admin_id": 42}))), None).await;
+    let (status, got) = http_call(&server, "GET", &format!("/templates/{id}"), Some(&token(json!({"admin_id": 42}))), None).await;
     assert_eq!((status, got["version"].as_i64(), got["body"].as_str()), (200, Some(1), Some("b")));
     server.stop().await;
 }

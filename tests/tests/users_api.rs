@@ -3,44 +3,9 @@
 //! `platform-admin` handler the cloud runs.
 
 use herald_local::Server;
-use herald_tests::local::{On, spawn_app, token};
+use herald_tests::local::{On, admin_call, admin_token, error_code, error_message, http_call, spawn_app, token};
 use herald_tests::on_both;
 use serde_json::{Value, json};
-
-fn admin() -> String {
-    token(json!({"sub": "ops", "role": "admin"}))
-}
-
-/// A call with `auth` as the bearer token (none when `None`); the status and the JSON reply.
-async fn call(server: &Server, method: &str, path: &str, auth: Option<&str>, body: Option<&str>) -> (u16, Value) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
-    let mut request = reqwest::Client::new().request(method, server.url(path));
-    if let Some(t) = auth {
-        request = request.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        request = request.header("content-type", "application/json").body(b.to_string());
-    }
-    let response = request.send().await.expect("herald-local answers");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("a body");
-    let reply =
-        if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")) };
-    (status, reply)
-}
-
-async fn admin_call(server: &Server, method: &str, path: &str, body: Value) -> (u16, Value) {
-    let body = (!body.is_null()).then(|| body.to_string());
-    call(server, method, path, Some(&admin()), body.as_deref()).await
-}
-
-fn error_code(reply: &Value) -> &str {
-    reply["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error body: {reply}"))
-}
-
-fn error_message(reply: &Value) -> &str {
-    reply["error"]["message"].as_str().unwrap_or_else(|| panic!("not an error body: {reply}"))
-}
 
 async fn create_template(server: &Server, name: &str, channel: &str, locale: Option<&str>) {
     let (status, reply) =
@@ -107,7 +72,7 @@ async fn profiles_are_put_and_got(on: On) {
 
 async fn bad_profiles_name_their_field(on: On) {
     let server = spawn_app(on).await;
-    let a = admin();
+    let a = admin_token();
     for (body, needle) in [
         ("{", "JSON"),
         ("[]", "object"),
@@ -132,12 +97,12 @@ async fn bad_profiles_name_their_field(on: On) {
         (r#"{"quiet_hours":{"start":"22:00","end":"07:00","tz":"UTC"}}"#, "\"tz\""),
         (r#"{"quiet_hours":"22-07"}"#, "\"quiet_hours\""),
     ] {
-        let (status, reply) = call(&server, "PUT", "/users/u1", Some(&a), Some(body)).await;
+        let (status, reply) = http_call(&server, "PUT", "/users/u1", Some(&a), Some(body)).await;
         assert_eq!((status, error_code(&reply)), (400, "bad_request"), "{body}: {reply}");
         assert!(error_message(&reply).contains(needle), "{body}: {reply}");
     }
     // Nothing was stored by any of them.
-    assert_eq!(call(&server, "GET", "/users/u1", Some(&a), None).await.0, 404);
+    assert_eq!(http_call(&server, "GET", "/users/u1", Some(&a), None).await.0, 404);
     // A bad field refuses the whole body: the good fields beside it are not saved either.
     let (status, _) = admin_call(&server, "PUT", "/users/u1", json!({"name":"N"})).await;
     assert_eq!(status, 200);
@@ -193,7 +158,7 @@ async fn event_types_are_put_and_listed(on: On) {
 async fn bad_event_types_name_what_is_wrong(on: On) {
     let server = spawn_app(on).await;
     create_template(&server, "film", "email", None).await;
-    let a = admin();
+    let a = admin_token();
     for (body, needle) in [
         ("{", "JSON"),
         (r#"{}"#, "\"templates\""),
@@ -208,7 +173,7 @@ async fn bad_event_types_name_what_is_wrong(on: On) {
         (r#"{"templates":{"email":"film","sms":"film"}}"#, "no sms template named \"film\""),
         (r#"{"templates":{"push":"nope"}}"#, "no push template named \"nope\""),
     ] {
-        let (status, reply) = call(&server, "PUT", "/event-types/film.added", Some(&a), Some(body)).await;
+        let (status, reply) = http_call(&server, "PUT", "/event-types/film.added", Some(&a), Some(body)).await;
         assert_eq!((status, error_code(&reply)), (400, "bad_request"), "{body}: {reply}");
         assert!(error_message(&reply).contains(needle), "{body}: {reply}");
     }
@@ -244,18 +209,18 @@ async fn admins_only(on: On) {
     let wrong_key = herald::auth::issue_hs256("another-secret", &json!({"sub":"ops","role":"admin","exp": 4_000_000_000u64})).unwrap();
     for (method, path, body) in routes {
         for bad in [None, Some("not-a-jwt"), Some(expired.as_str()), Some(wrong_key.as_str())] {
-            let (status, reply) = call(&server, method, path, bad, body).await;
+            let (status, reply) = http_call(&server, method, path, bad, body).await;
             assert_eq!(status, 401, "{method} {path} with {bad:?}: {reply}");
             assert!(reply["error"]["code"].is_string(), "{reply}");
         }
         // Not even the user themself: profiles are the admins'.
         for not_admin in [token(json!({"sub":"u1"})), token(json!({"sub":"svc","scope":"notify:publish"}))] {
-            let (status, reply) = call(&server, method, path, Some(&not_admin), body).await;
+            let (status, reply) = http_call(&server, method, path, Some(&not_admin), body).await;
             assert_eq!((status, error_code(&reply)), (403, "forbidden"), "{method} {path}");
         }
     }
     // Nothing the refused calls tried happened.
-    let (status, got) = call(&server, "GET", "/users/u1", Some(&token(json!({"admin_id": 42}))), None).await;
+    let (status, got) = http_call(&server, "GET", "/users/u1", Some(&token(json!({"admin_id": 42}))), None).await;
     assert_eq!((status, got["name"].as_str()), (200, Some("N")));
     let (_, list) = admin_call(&server, "GET", "/event-types", Value::Null).await;
     assert_eq!(list, json!({"items": []}));

@@ -136,13 +136,8 @@ pub fn parse_body(bytes: &[u8], publisher: &str) -> Result<Push, NotifyError> {
 }
 
 async fn accept(deps: &NotifyDeps<'_>, request: &Request) -> Result<Push, NotifyError> {
-    let header = request.headers().get(http::header::AUTHORIZATION).ok_or(AuthError::Missing)?;
-    let token = header
-        .to_str()
-        .ok()
-        .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, t)| t))
-        .ok_or(AuthError::NotBearer)?;
-    let identity = deps.verifier.verify(token.trim()).await?;
+    let token = herald::auth::request_bearer(request.headers())?;
+    let identity = deps.verifier.verify(token).await?;
     identity.require_publisher()?;
     // A publisher token that names nobody shares the anonymous namespace.
     let publisher = identity.principal().unwrap_or_default();

@@ -352,14 +352,9 @@ impl AdminDeps<'_> {
     }
 
     async fn serve(&self, request: &Request) -> Result<(u16, Option<Value>), AdminError> {
-        let header = request.headers().get(http::header::AUTHORIZATION).ok_or(AuthError::Missing)?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, t)| t))
-            .ok_or(AuthError::NotBearer)?;
+        let token = herald::auth::request_bearer(request.headers())?;
         // The token is checked before anything else, the body included.
-        self.verifier.verify(token.trim()).await?.require_admin()?;
+        self.verifier.verify(token).await?.require_admin()?;
         self.route(request.method(), request.uri().path(), request.uri().query(), request.body().as_ref()).await
     }
 }

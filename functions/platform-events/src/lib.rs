@@ -243,14 +243,9 @@ impl EventsDeps<'_> {
     }
 
     async fn serve(&self, request: &Request) -> Result<(u16, Value), EventsError> {
-        let header = request.headers().get(http::header::AUTHORIZATION).ok_or(AuthError::Missing)?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_once(' ').filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer")).map(|(_, t)| t))
-            .ok_or(AuthError::NotBearer)?;
+        let token = herald::auth::request_bearer(request.headers())?;
         // The token is checked before the body.
-        let identity = self.verifier.verify(token.trim()).await?;
+        let identity = self.verifier.verify(token).await?;
         identity.require_publisher()?;
         let publisher = identity.principal().unwrap_or_default();
         let path = request.uri().path();

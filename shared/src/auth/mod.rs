@@ -403,6 +403,25 @@ impl RemoteCheck {
     }
 }
 
+/// The token of an HTTP `Authorization` header: [`AuthError::Missing`] without one,
+/// [`AuthError::NotBearer`] when its scheme is not `Bearer` (checked case-insensitively).
+pub fn bearer_token(authorization: Option<&str>) -> Result<&str, AuthError> {
+    let header = authorization.ok_or(AuthError::Missing)?;
+    let (scheme, token) = header.split_once(' ').ok_or(AuthError::NotBearer)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::NotBearer);
+    }
+    Ok(token.trim())
+}
+
+/// [`bearer_token`] of a request's headers (a header that is not text is not a bearer token).
+pub fn request_bearer(headers: &http::HeaderMap) -> Result<&str, AuthError> {
+    match headers.get(http::header::AUTHORIZATION) {
+        None => Err(AuthError::Missing),
+        Some(value) => bearer_token(Some(value.to_str().map_err(|_| AuthError::NotBearer)?)),
+    }
+}
+
 /// Issues an HS256 token with these claims (`herald-local`'s `token` subcommand and tests).
 ///
 /// The claims are signed as given: add `exp` yourself, [`Verifier::verify`] requires it.

@@ -623,3 +623,19 @@ fn the_secret_arn_is_one_more_key_source() {
     assert_eq!(config.hs256_secret(), None, "the secret is not in the environment");
     assert!(format!("{config:?}").contains("herald/dev/jwt-secret"));
 }
+
+#[test]
+fn bearer_tokens_are_taken_from_the_authorization_header_only() {
+    use super::{bearer_token, request_bearer};
+    assert_eq!(bearer_token(Some("Bearer abc")).unwrap(), "abc");
+    assert_eq!(bearer_token(Some("bearer  abc ")).unwrap(), "abc");
+    assert!(matches!(bearer_token(None), Err(AuthError::Missing)));
+    assert!(matches!(bearer_token(Some("Basic abc")), Err(AuthError::NotBearer)));
+    assert!(matches!(bearer_token(Some("abc")), Err(AuthError::NotBearer)));
+    let mut headers = http::HeaderMap::new();
+    assert!(matches!(request_bearer(&headers), Err(AuthError::Missing)));
+    headers.insert(http::header::AUTHORIZATION, http::HeaderValue::from_bytes(b"Bearer \xff").unwrap());
+    assert!(matches!(request_bearer(&headers), Err(AuthError::NotBearer)));
+    headers.insert(http::header::AUTHORIZATION, http::HeaderValue::from_static("Bearer t.k.n"));
+    assert_eq!(request_bearer(&headers).unwrap(), "t.k.n");
+}
