@@ -2,9 +2,13 @@
 //! each client's receipt.
 //!
 //! - `fanout`: publishes through `POST /notify` (the `notify` function, the in-memory queue, the
-//!   poller, `dispatch` with herald-local's in-process gateway), at full speed and then paced;
-//!   then the same load generator against the minimal broadcast server (`crate::minimal`: no
-//!   auth, no store, each frame serialized once), and herald-local's figures over its;
+//!   poller, `dispatch` with herald-local's in-process gateway) three ways: every publish at once,
+//!   back to back, and paced (see [`Schedule`]); then the same load generator against the
+//!   minimal broadcast server (`crate::minimal`: no auth, no store, each frame serialized once),
+//!   and herald-local's figures over its. The burst ratios compare the all-at-once runs: there
+//!   both servers' clocks start at the same instant, while back to back the minimal server,
+//!   which answers only once its frames are queued, holds its publisher back and so starts the
+//!   clock of each publish late;
 //! - `fanout-sdk`: `dispatch` itself (the coordinator, `DispatchDeps::deliver`) and the delivery
 //!   workers it hands batches to (`DeliverDeps::deliver_batch`, all of a push's batches at once) on
 //!   a runtime and OS thread of their own, posting every frame through
@@ -147,17 +151,28 @@ async fn publish(http: &reqwest::Client, url: &str, token: &str, seq: u64) -> Re
     Ok(())
 }
 
+/// How a run's publishes are spaced.
+#[derive(Debug, Clone, Copy)]
+enum Schedule {
+    /// Every publish in flight at once, each timed from the same instant (open loop: a server
+    /// that is slow to answer cannot delay the clock of the publishes behind it).
+    AllAtOnce,
+    /// Each publish sent when the previous one was answered, timed from its own send (closed
+    /// loop: a server that answers only after its fan-out paces the publisher, and the time its
+    /// publishes wait to be sent is not counted).
+    BackToBack,
+    /// A publish every interval, timed from its own send.
+    Paced(Duration),
+}
+
 /// One run through POST /notify of the server at `base` (`http://host:port`): `publishes`
-/// pushes, `interval` apart (none: back to back).
-async fn notify_run(
-    base: &str,
-    clients: Vec<Ws>,
-    seq_start: u64,
-    publishes: usize,
-    interval: Option<Duration>,
-) -> Result<(Vec<Ws>, Outcome)> {
+/// pushes sent as `schedule` says.
+async fn notify_run(base: &str, clients: Vec<Ws>, seq_start: u64, publishes: usize, schedule: Schedule) -> Result<(Vec<Ws>, Outcome)> {
     let expected = clients.len() * publishes;
-    let publishing = interval.unwrap_or_default() * publishes as u32;
+    let publishing = match schedule {
+        Schedule::Paced(every) => every * publishes as u32,
+        _ => Duration::ZERO,
+    };
     let deadline = tokio::time::Instant::now() + publishing + GRACE;
     let receivers = spawn_receivers(clients, seq_start..seq_start + publishes as u64, publishes, deadline);
     let http = reqwest::Client::new();
@@ -172,14 +187,24 @@ async fn notify_run(
     let cpu0 = common::process_cpu_time();
     let start = tokio::time::Instant::now();
     let mut failure = None;
-    for i in 0..publishes {
-        if let Some(every) = interval {
-            tokio::time::sleep_until(start + every * i as u32).await;
+    match schedule {
+        Schedule::AllAtOnce => {
+            let at = Instant::now();
+            published_at.resize(publishes, at);
+            let all = (0..publishes).map(|i| publish(&http, &url, &token, seq_start + i as u64));
+            failure = futures::future::join_all(all).await.into_iter().find_map(Result::err);
         }
-        published_at.push(Instant::now());
-        if let Err(e) = publish(&http, &url, &token, seq_start + i as u64).await {
-            failure = Some(e);
-            break;
+        Schedule::BackToBack | Schedule::Paced(_) => {
+            for i in 0..publishes {
+                if let Schedule::Paced(every) = schedule {
+                    tokio::time::sleep_until(start + every * i as u32).await;
+                }
+                published_at.push(Instant::now());
+                if let Err(e) = publish(&http, &url, &token, seq_start + i as u64).await {
+                    failure = Some(e);
+                    break;
+                }
+            }
         }
     }
     let publishing = published_at.first().map(Instant::elapsed).unwrap_or_default();
@@ -203,21 +228,24 @@ pub enum Servers {
     Minimal,
 }
 
-/// One server's back-to-back and paced runs.
+/// One server's runs: all at once, back to back, and paced.
 struct Pass {
     burst: Outcome,
+    back_to_back: Outcome,
     paced: Outcome,
 }
 
-/// The back-to-back run then the paced one (`interval` apart), on `clients` of the server at `base`.
+/// The three runs in turn on `clients` of the server at `base`, the paced one `interval` apart.
 async fn pass(base: &str, clients: Vec<Ws>, publishes: usize, interval: Duration) -> Result<(Vec<Ws>, Pass)> {
-    let (clients, burst) = notify_run(base, clients, 0, publishes, None).await?;
-    let (clients, paced) = notify_run(base, clients, 1_000_000, publishes, Some(interval)).await?;
-    Ok((clients, Pass { burst, paced }))
+    let (clients, burst) = notify_run(base, clients, 0, publishes, Schedule::AllAtOnce).await?;
+    let (clients, back_to_back) = notify_run(base, clients, 1_000_000, publishes, Schedule::BackToBack).await?;
+    let (clients, paced) = notify_run(base, clients, 2_000_000, publishes, Schedule::Paced(interval)).await?;
+    Ok((clients, Pass { burst, back_to_back, paced }))
 }
 
 fn report_pass(name: &str, rate: u64, interval: Duration, p: &Pass) {
-    report(&format!("{name}, back to back"), &p.burst);
+    report(&format!("{name}, burst (all publishes at once)"), &p.burst);
+    report(&format!("{name}, back to back (each publish after the last one's answer)"), &p.back_to_back);
     report(&format!("{name}, paced at {rate} deliveries/s (a publish every {} ms)", interval.as_millis()), &p.paced);
 }
 
@@ -268,6 +296,7 @@ pub async fn run(connections: usize, publishes: usize, rate: u64, servers: Serve
             ratio(h.burst.latency.at(0.50).as_secs_f64(), m.burst.latency.at(0.50).as_secs_f64()),
             unit,
         );
+        figure(&format!("{name} ratio.back_to_back_p99"), ratio(p99(&h.back_to_back), p99(&m.back_to_back)), unit);
         figure(&format!("{name} ratio.paced_p99"), ratio(p99(&h.paced), p99(&m.paced)), unit);
     }
     println!(
