@@ -1,6 +1,7 @@
 //! `herald-local`: API Gateway WebSockets, the management API and the event sources on one
 //! machine, calling the very handlers that are deployed to Lambda (CONTRACT §2).
 
+mod admin;
 pub mod faults;
 pub mod functions;
 mod management;
@@ -248,6 +249,8 @@ pub struct App {
     pub idle_timeout: Duration,
     cors_origins: Vec<String>,
     connect_limiter: Option<RateLimiter>,
+    /// The claims of a development sign-in on the admin page, when it is offered (`admin`).
+    dev_claims: Option<serde_json::Value>,
 }
 
 /// A per-second quota of new connections, as API Gateway's account quota.
@@ -466,6 +469,7 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         idle_timeout: options.idle_timeout,
         cors_origins: options.cors_origins.clone(),
         connect_limiter: options.connect_rate.map(|r| RateLimiter { per_second: u64::from(r), window: AtomicU64::new(0) }),
+        dev_claims: admin::dev_claims(&options.auth),
     });
     let router = Router::new()
         .route("/health", get(health))
@@ -484,6 +488,9 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         .route("/events", axum::routing::post(platform_events))
         .route("/events/{transaction_id}", axum::routing::delete(platform_events))
         .route("/outbox", get(outbox))
+        .route("/admin", get(admin::page))
+        .route("/admin/{file}", get(admin::page))
+        .route("/admin/dev-token", axum::routing::post(admin::dev_token))
         .route("/@connections/{id}", axum::routing::post(management::post).get(management::get).delete(management::delete))
         .route(
             "/{stage}/@connections/{id}",

@@ -247,6 +247,16 @@ impl AuthConfig {
         }
     }
 
+    /// The `iss` tokens must carry, if any (`HERALD_JWT_ISSUER`).
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    /// The `aud` tokens must hold, if any (`HERALD_JWT_AUDIENCE`).
+    pub fn audience(&self) -> Option<&str> {
+        self.audience.as_deref()
+    }
+
     /// The remote check URL, if any.
     pub fn verify_url(&self) -> Option<&str> {
         self.verify_url.as_deref()
