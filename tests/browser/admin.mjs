@@ -5,7 +5,7 @@
 //
 // SPEC: {"url": <herald-local's base URL>, "flow": "platform" | "mailings" | "phone",
 //        "publisher": <a publisher token, for the events a flow sends through the API>,
-//        "screenshots"?: <a directory: one PNG per screen goes there>}.
+//        "screenshots"?: <a directory: the PNG of each step in SCREENS goes there>}.
 // Every step reports what the page shows as one JSON line on stdout, `{"kind":"step","name",…}`;
 // at the end `{"kind":"requests","failed":[{method,path,status}],"before_sign_in":[paths]}`,
 // `{"kind":"console",…}` / `{"kind":"pageerror",…}` for anything the page logged, then
@@ -40,11 +40,29 @@ page.on("response", (r) => {
   if (r.status() >= 400) failed.push({ method: r.request().method(), path: new URL(r.url()).pathname, status: r.status() });
 });
 
+// The steps whose screen goes into docs/admin/ (HERALD_ADMIN_SCREENSHOTS=docs/admin when running
+// tests/tests/admin_page.rs).
+const SCREENS = new Set([
+  "signin",
+  "template-syntax-error",
+  "template-fixed",
+  "templates-list",
+  "user-ada",
+  "event-types",
+  "history",
+  "outbox",
+  "mailing-compose",
+  "mailing-recurring",
+  "mailings-list",
+  "mailing-history",
+  "phone-template-form",
+]);
+
 let current = "start";
 async function step(name, fn) {
   current = name;
   const seen = (await fn()) || {};
-  if (spec.screenshots) {
+  if (spec.screenshots && SCREENS.has(name)) {
     mkdirSync(spec.screenshots, { recursive: true });
     await page.screenshot({ path: join(spec.screenshots, `${name}.png`), fullPage: true });
   }

@@ -281,7 +281,9 @@ async function templateView(id) {
   const showVariables = (vars) => {
     variables.replaceChildren(
       h("strong", {}, "Variables used: "),
-      ...(vars && vars.length ? vars.map((v) => h("span", { class: "tag" }, v)) : [h("span", { class: "hint" }, "none")]),
+      ...(vars && vars.length
+        ? vars.map((v) => h("span", { class: "tag" }, v))
+        : [h("span", { class: "hint" }, vars ? "none" : "listed once the template is saved")]),
     );
   };
   showVariables(t.variables);
