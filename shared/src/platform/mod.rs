@@ -2,5 +2,6 @@
 //! preferences and quiet hours; the channels' senders.
 
 pub mod channels;
+pub mod cron;
 pub mod preferences;
 pub mod templates;
