@@ -28,9 +28,20 @@ pub struct Outgoing {
 /// Why a send failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// The channel's service refused it or is unavailable.
+    /// The channel's service refused it (the reason is the service's own): sending it again
+    /// would fail again.
     #[error("{0}")]
     Failed(String),
+    /// The service did not take it this time (throttled, a 5xx, no answer): worth another try
+    /// later.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl SendError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
 }
 
 /// A channel's sender.
@@ -58,7 +69,7 @@ impl ChannelSender for PushSender<'_> {
             message: None,
         };
         let body = serde_json::to_string(&push).map_err(|e| SendError::Failed(format!("the push cannot be encoded: {e}")))?;
-        self.queue.send(&body).await.map_err(|e| SendError::Failed(format!("the notifications queue is unavailable: {e}")))?;
+        self.queue.send(&body).await.map_err(|e| SendError::Unavailable(format!("the notifications queue is unavailable: {e}")))?;
         Ok(())
     }
 }

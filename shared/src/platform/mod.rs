@@ -4,4 +4,5 @@
 pub mod channels;
 pub mod cron;
 pub mod preferences;
+pub mod providers;
 pub mod templates;
