@@ -6,3 +6,4 @@ pub mod cron;
 pub mod preferences;
 pub mod providers;
 pub mod templates;
+pub mod user_info;
