@@ -11,9 +11,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::join_all;
 use herald::domain::{
-    AckMode, AckOutcome, Api, BatchState, Channel, ChannelPrefs, ChatMessage, Claim, Connection, ContentType, Delivery, Encoding,
-    EventType, NewMessage, Notification, NotificationFilter, NotificationStatus, QuietHours, Subscription, Template, TimeOfDay,
-    UserProfile,
+    AckMode, AckOutcome, Api, BatchState, Channel, ChannelPrefs, ChatMessage, Claim, Connection, Content, ContentType, Delivery, Encoding,
+    EventType, Mailing, MailingAudience, MailingKind, MailingStatus, NewMessage, Notification, NotificationFilter, NotificationStatus,
+    QuietHours, Recurrence, Subscription, Template, TimeOfDay, UserProfile,
 };
 use herald::store::{EVENT_SHARDS, Page, Store, StoreError, StoreResult, TemplateWrite, USER_SHARDS, event_shard, user_shard};
 use serde_json::json;
@@ -946,6 +946,7 @@ fn record(id: &str, user: &str, event: &str, channel: Channel, status: Notificat
         status,
         reason: (status == NotificationStatus::Skipped).then(|| "turned off".to_string()),
         event_id: Some(event.into()),
+        mailing_id: None,
         held_until: None,
         created_at: format!("2024-05-01T10:00:{second:02}Z"),
         updated_at: format!("2024-05-01T10:00:{second:02}Z"),
@@ -1028,6 +1029,117 @@ async fn case_history<S: Store>(s: &S) {
     assert!(matches!(s.list_notifications(&by(Some("u1"), None), Some("garbage!"), 10).await, Err(StoreError::Invalid(_))));
 }
 
+fn mailing(id: &str, kind: MailingKind, created_at: &str) -> Mailing {
+    Mailing {
+        id: id.to_string(),
+        kind,
+        name: format!("name of {id}"),
+        template: Some("promo".into()),
+        content: Content::Templates([(Channel::Email, "promo".to_string())].into()),
+        channels: vec![Channel::Email],
+        audience: MailingAudience::Users(vec!["u1".into(), "u2".into()]),
+        data: json!({"film": "F"}),
+        critical: false,
+        send_at: None,
+        recurrence: Some(Recurrence { cron: "0 9 * * *".into(), timezone: "Europe/Berlin".into() }),
+        status: MailingStatus::Scheduled,
+        last_run: None,
+        expanded: false,
+        created_jobs: 0,
+        done_jobs: 0,
+        counts: Default::default(),
+        created_at: created_at.to_string(),
+        updated_at: created_at.to_string(),
+        expires_at: 0,
+    }
+}
+
+async fn case_mailings<S: Store>(s: &S) {
+    let m = mailing("m1", MailingKind::Mailing, T0);
+    assert!(s.create_mailing(&m).await.unwrap());
+    assert!(!s.create_mailing(&mailing("m1", MailingKind::Mailing, T1)).await.unwrap(), "created once");
+    assert_eq!(s.get_mailing("m1").await.unwrap(), Some(m.clone()));
+    assert_eq!(s.get_mailing("nope").await.unwrap(), None);
+    assert!(s.create_mailing(&mailing("m2", MailingKind::Mailing, T1)).await.unwrap());
+    assert!(s.create_mailing(&mailing("m3", MailingKind::Mailing, T2)).await.unwrap());
+    // A kept event is not listed; an expired one is gone.
+    assert!(s.create_mailing(&mailing("e1", MailingKind::Event, T2)).await.unwrap());
+    let mut gone = mailing("e2", MailingKind::Event, T2);
+    gone.expires_at = 1;
+    s.create_mailing(&gone).await.unwrap();
+    assert_eq!(s.get_mailing("e2").await.unwrap(), None);
+    assert!(s.get_mailing("e1").await.unwrap().is_some());
+    // Newest first, pages without gaps or repeats.
+    let all = s.list_mailings(None, 10).await.unwrap();
+    assert_eq!(all.items.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["m3", "m2", "m1"]);
+    let (mut seen, mut cursor) = (Vec::new(), None::<String>);
+    loop {
+        let page = s.list_mailings(cursor.as_deref(), 1).await.unwrap();
+        assert!(page.items.len() <= 1);
+        seen.extend(page.items.into_iter().map(|m| m.id));
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["m3", "m2", "m1"]);
+    assert!(matches!(s.list_mailings(None, 0).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(s.list_mailings(Some("garbage!"), 10).await, Err(StoreError::Invalid(_))));
+}
+
+async fn case_mailing_runs<S: Store>(s: &S) {
+    use MailingStatus::{Cancelled, Scheduled, Sending, Sent};
+    assert!(s.create_mailing(&mailing("m1", MailingKind::Mailing, T0)).await.unwrap());
+    let (r1, r2) = ("000000000000000000000001", "000000000000000000000002");
+    assert!(s.start_run("m1", r2).await.unwrap());
+    // A repeated fire, or a stale one of an earlier time, starts nothing.
+    assert!(!s.start_run("m1", r2).await.unwrap());
+    assert!(!s.start_run("m1", r1).await.unwrap());
+    let m = s.get_mailing("m1").await.unwrap().unwrap();
+    assert_eq!((m.status, m.last_run.as_deref(), m.expanded), (Sending, Some(r2), false));
+    s.add_to_counts("m1", r2, 2, 0, &[]).await.unwrap();
+    s.add_to_counts("m1", r2, 0, 1, &[("email.sent".into(), 1)]).await.unwrap();
+    // Another run's jobs change the counts by channel and status, not this run's.
+    s.add_to_counts("m1", r1, 5, 5, &[("email.failed".into(), 1)]).await.unwrap();
+    assert!(!s.finish_run("m1", r2, Sent).await.unwrap(), "not expanded yet");
+    s.mark_expanded("m1", r1).await.unwrap();
+    assert!(!s.get_mailing("m1").await.unwrap().unwrap().expanded, "another run");
+    s.mark_expanded("m1", r2).await.unwrap();
+    assert!(!s.finish_run("m1", r2, Sent).await.unwrap(), "one job not done");
+    s.add_to_counts("m1", r2, 0, 1, &[("email.held".into(), 1)]).await.unwrap();
+    assert!(!s.finish_run("m1", r1, Sent).await.unwrap(), "another run");
+    assert!(s.finish_run("m1", r2, Sent).await.unwrap());
+    assert!(!s.finish_run("m1", r2, Sent).await.unwrap(), "once");
+    let m = s.get_mailing("m1").await.unwrap().unwrap();
+    assert_eq!((m.status, m.created_jobs, m.done_jobs), (Sent, 2, 2));
+    assert_eq!(m.counts, [("email.sent".to_string(), 1), ("email.failed".to_string(), 1), ("email.held".to_string(), 1)].into());
+    // A held job released: its count moves.
+    s.add_to_counts("m1", r2, 0, 0, &[("email.held".into(), -1), ("email.sent".into(), 1)]).await.unwrap();
+    let m = s.get_mailing("m1").await.unwrap().unwrap();
+    assert_eq!((m.counts["email.held"], m.counts["email.sent"]), (0, 2));
+    // Sent is no run's to start; status moves only from what it is.
+    assert!(!s.start_run("m1", "000000000000000000000003").await.unwrap());
+    assert!(!s.set_mailing_status("m1", &[Scheduled, Sending], Cancelled).await.unwrap());
+    assert!(s.create_mailing(&mailing("m2", MailingKind::Mailing, T0)).await.unwrap());
+    assert!(s.set_mailing_status("m2", &[Scheduled, Sending], Cancelled).await.unwrap());
+    assert_eq!(s.get_mailing("m2").await.unwrap().unwrap().status, Cancelled);
+    assert!(!s.start_run("m2", r1).await.unwrap(), "cancelled");
+    assert!(!s.set_mailing_status("nope", &[Scheduled], Cancelled).await.unwrap());
+}
+
+async fn case_history_of_mailings<S: Store>(s: &S) {
+    let mut a = record("n1", "u1", "x", Channel::Email, NotificationStatus::Sent, 1);
+    a.event_id = None;
+    a.mailing_id = Some("m1".into());
+    assert!(s.create_notification(&a).await.unwrap());
+    assert!(s.create_notification(&record("n2", "u1", "e1", Channel::Email, NotificationStatus::Sent, 2)).await.unwrap());
+    assert_eq!(s.get_notification("n1").await.unwrap(), Some(a.clone()));
+    let by_mailing = NotificationFilter { mailing_id: Some("m1".into()), ..Default::default() };
+    assert_eq!(s.list_notifications(&by_mailing, None, 10).await.unwrap().items, vec![a.clone()]);
+    let both = NotificationFilter { user_id: Some("u1".into()), ..by_mailing };
+    assert_eq!(s.list_notifications(&both, None, 10).await.unwrap().items, vec![a]);
+}
+
 macro_rules! contract {
     ($($case:ident),+ $(,)?) => {
         mod memory {
@@ -1089,6 +1201,9 @@ contract!(
     case_event_types,
     case_event_claims,
     case_history,
+    case_mailings,
+    case_mailing_runs,
+    case_history_of_mailings,
 );
 
 /// What only DynamoDB has: its error mapping, attribute names, cursors, pages and tables.

@@ -376,6 +376,7 @@ impl EventsDeps<'_> {
             status: NotificationStatus::Queued,
             reason: None,
             event_id: Some(event_id.to_string()),
+            mailing_id: None,
             held_until: None,
             created_at: rfc3339(at),
             updated_at: rfc3339(at),

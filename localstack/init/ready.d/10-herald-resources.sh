@@ -96,6 +96,13 @@ create_table "${PREFIX}notifications" \
   --global-secondary-indexes '[{"IndexName":"by_user","KeySchema":[{"AttributeName":"user_id","KeyType":"HASH"},{"AttributeName":"created_key","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}},{"IndexName":"by_event","KeySchema":[{"AttributeName":"event_id","KeyType":"HASH"},{"AttributeName":"created_key","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}}]'
 enable_ttl "${PREFIX}notifications" expires_at
 
+# mailings (MailingsTable)
+create_table "${PREFIX}mailings" \
+  --attribute-definitions AttributeName=mailing_id,AttributeType=S AttributeName=kind,AttributeType=S AttributeName=created_key,AttributeType=S \
+  --key-schema AttributeName=mailing_id,KeyType=HASH \
+  --global-secondary-indexes '[{"IndexName":"by_kind","KeySchema":[{"AttributeName":"kind","KeyType":"HASH"},{"AttributeName":"created_key","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}}]'
+enable_ttl "${PREFIX}mailings" expires_at
+
 # Queues (infra/template.yaml: NotificationsQueue, FanoutQueue, RedeliveryQueue and their dead-letter queues).
 create_queue_with_dlq "${PREFIX}notifications" 360 345600
 create_queue_with_dlq "${PREFIX}fanout" 180 86400

@@ -3,6 +3,7 @@
 mod chat;
 mod connection;
 mod event_type;
+mod mailing;
 mod notification;
 mod push;
 mod template;
@@ -11,6 +12,7 @@ mod user;
 pub use chat::*;
 pub use connection::*;
 pub use event_type::*;
+pub use mailing::*;
 pub use notification::*;
 pub use push::*;
 pub use template::*;

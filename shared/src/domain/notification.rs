@@ -46,6 +46,9 @@ pub struct Notification {
     pub status: NotificationStatus,
     pub reason: Option<String>,
     pub event_id: Option<String>,
+    /// The mailing a record belongs to (instead of an event).
+    #[serde(default)]
+    pub mailing_id: Option<String>,
     /// When a held notification's quiet hours end (RFC 3339).
     pub held_until: Option<String>,
     pub created_at: String,
@@ -72,6 +75,7 @@ impl Notification {
 pub struct NotificationFilter {
     pub user_id: Option<String>,
     pub event_id: Option<String>,
+    pub mailing_id: Option<String>,
     pub channel: Option<Channel>,
     pub status: Option<NotificationStatus>,
 }
@@ -80,6 +84,7 @@ impl NotificationFilter {
     pub fn matches(&self, n: &Notification) -> bool {
         self.user_id.as_ref().is_none_or(|u| *u == n.user_id)
             && self.event_id.as_ref().is_none_or(|e| n.event_id.as_ref() == Some(e))
+            && self.mailing_id.as_ref().is_none_or(|m| n.mailing_id.as_ref() == Some(m))
             && self.channel.is_none_or(|c| c == n.channel)
             && self.status.is_none_or(|s| s == n.status)
     }

@@ -280,6 +280,17 @@ admitted!(NotificationStore {
     list_notifications(filter: &NotificationFilter, cursor: Option<&str>, limit: usize) -> Page<Notification>;
 });
 
+admitted!(MailingStore {
+    create_mailing(mailing: &Mailing) -> bool;
+    get_mailing(id: &str) -> Option<Mailing>;
+    list_mailings(cursor: Option<&str>, limit: usize) -> Page<Mailing>;
+    set_mailing_status(id: &str, from: &[MailingStatus], to: MailingStatus) -> bool;
+    start_run(id: &str, run: &str) -> bool;
+    add_to_counts(id: &str, run: &str, created: i64, done: i64, counts: &[(String, i64)]) -> ();
+    mark_expanded(id: &str, run: &str) -> ();
+    finish_run(id: &str, run: &str, to: MailingStatus) -> bool;
+});
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};

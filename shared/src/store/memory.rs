@@ -47,6 +47,7 @@ struct Inner {
     /// event id -> its idempotency marker's TTL
     event_claims: HashMap<String, i64>,
     notifications: HashMap<String, Notification>,
+    mailings: HashMap<String, Mailing>,
 }
 
 enum ClaimState {
@@ -686,14 +687,120 @@ impl NotificationStore for MemoryStore {
 
 /// A history query must name a user or an event (a key of an index) and a positive limit.
 pub(crate) fn check_history_query(filter: &NotificationFilter, limit: usize) -> StoreResult<()> {
-    if filter.user_id.is_none() && filter.event_id.is_none() {
-        return Err(StoreError::Invalid("a history query needs a user or an event".into()));
+    if filter.user_id.is_none() && filter.event_id.is_none() && filter.mailing_id.is_none() {
+        return Err(StoreError::Invalid("a history query needs a user, an event or a mailing".into()));
     }
     if limit == 0 {
         return Err(StoreError::Invalid("a page limit of 0".into()));
     }
     Ok(())
 }
+
+#[async_trait]
+impl MailingStore for MemoryStore {
+    async fn create_mailing(&self, mailing: &Mailing) -> StoreResult<bool> {
+        let bytes = serde_json::to_vec(mailing).map(|v| v.len()).unwrap_or(0);
+        check_size(&format!("mailing {}", mailing.id), bytes)?;
+        let mut g = self.lock();
+        if g.mailings.get(&mailing.id).is_some_and(|m| !expired(m.expires_at, epoch_now())) {
+            return Ok(false);
+        }
+        g.mailings.insert(mailing.id.clone(), mailing.clone());
+        Ok(true)
+    }
+
+    async fn get_mailing(&self, id: &str) -> StoreResult<Option<Mailing>> {
+        Ok(self.lock().mailings.get(id).filter(|m| !expired(m.expires_at, epoch_now())).cloned())
+    }
+
+    async fn list_mailings(&self, cursor: Option<&str>, limit: usize) -> StoreResult<Page<Mailing>> {
+        if limit == 0 {
+            return Err(StoreError::Invalid("a page limit of 0".into()));
+        }
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let after = cursor
+            .map(|c| {
+                b64.decode(c)
+                    .ok()
+                    .and_then(|k| String::from_utf8(k).ok())
+                    .filter(|k| k.starts_with(MAILING_CURSOR))
+                    .map(|k| k[MAILING_CURSOR.len()..].to_string())
+                    .ok_or_else(|| StoreError::Invalid("malformed page cursor".into()))
+            })
+            .transpose()?;
+        let g = self.lock();
+        let mut all: Vec<&Mailing> = g.mailings.values().filter(|m| m.kind == crate::domain::MailingKind::Mailing).collect();
+        all.sort_by_key(|m| std::cmp::Reverse(m.created_key()));
+        let items: Vec<Mailing> =
+            all.into_iter().filter(|m| after.as_ref().is_none_or(|a| m.created_key() < *a)).take(limit + 1).cloned().collect();
+        let mut items = items;
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|m| b64.encode(format!("{MAILING_CURSOR}{}", m.created_key())))
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn set_mailing_status(&self, id: &str, from: &[MailingStatus], to: MailingStatus) -> StoreResult<bool> {
+        let mut g = self.lock();
+        let Some(m) = g.mailings.get_mut(id).filter(|m| from.contains(&m.status)) else { return Ok(false) };
+        m.status = to;
+        m.updated_at = crate::domain::rfc3339(crate::domain::now());
+        Ok(true)
+    }
+
+    async fn start_run(&self, id: &str, run: &str) -> StoreResult<bool> {
+        let mut g = self.lock();
+        let Some(m) = g.mailings.get_mut(id) else { return Ok(false) };
+        if !matches!(m.status, MailingStatus::Scheduled | MailingStatus::Sending) || m.last_run.as_deref().is_some_and(|l| l >= run) {
+            return Ok(false);
+        }
+        m.status = MailingStatus::Sending;
+        m.last_run = Some(run.to_string());
+        m.expanded = false;
+        m.created_jobs = 0;
+        m.done_jobs = 0;
+        m.updated_at = crate::domain::rfc3339(crate::domain::now());
+        Ok(true)
+    }
+
+    async fn add_to_counts(&self, id: &str, run: &str, created: i64, done: i64, counts: &[(String, i64)]) -> StoreResult<()> {
+        let mut g = self.lock();
+        let Some(m) = g.mailings.get_mut(id) else { return Ok(()) };
+        if m.last_run.as_deref() == Some(run) {
+            m.created_jobs += created;
+            m.done_jobs += done;
+        }
+        for (k, v) in counts {
+            *m.counts.entry(k.clone()).or_default() += v;
+        }
+        Ok(())
+    }
+
+    async fn mark_expanded(&self, id: &str, run: &str) -> StoreResult<()> {
+        if let Some(m) = self.lock().mailings.get_mut(id).filter(|m| m.last_run.as_deref() == Some(run)) {
+            m.expanded = true;
+        }
+        Ok(())
+    }
+
+    async fn finish_run(&self, id: &str, run: &str, to: MailingStatus) -> StoreResult<bool> {
+        let mut g = self.lock();
+        let Some(m) = g.mailings.get_mut(id) else { return Ok(false) };
+        if m.status != MailingStatus::Sending || m.last_run.as_deref() != Some(run) || !m.run_finished() {
+            return Ok(false);
+        }
+        m.status = to;
+        m.updated_at = crate::domain::rfc3339(crate::domain::now());
+        Ok(true)
+    }
+}
+
+/// What the memory store's mailing cursors start with (a cursor of another list is refused).
+const MAILING_CURSOR: &str = "mailings:";
 
 #[async_trait]
 impl MemberStore for MemoryStore {

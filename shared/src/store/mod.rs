@@ -17,8 +17,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::{
-    AckOutcome, BatchState, Channel, ChatMessage, Claim, Connection, Conversation, Delivery, EventType, NewMessage, Notification,
-    NotificationFilter, Subscription, Template, UnreadCount, UserProfile, pick_for_locale,
+    AckOutcome, BatchState, Channel, ChatMessage, Claim, Connection, Conversation, Delivery, EventType, Mailing, MailingStatus, NewMessage,
+    Notification, NotificationFilter, Subscription, Template, UnreadCount, UserProfile, pick_for_locale,
 };
 pub use error::{StoreError, StoreResult};
 
@@ -220,6 +220,32 @@ pub trait NotificationStore: Send + Sync {
     async fn list_notifications(&self, filter: &NotificationFilter, cursor: Option<&str>, limit: usize) -> StoreResult<Page<Notification>>;
 }
 
+#[async_trait]
+pub trait MailingStore: Send + Sync {
+    /// Creates a mailing once; `false` when one with its id exists (nothing is changed).
+    async fn create_mailing(&self, mailing: &Mailing) -> StoreResult<bool>;
+    async fn get_mailing(&self, id: &str) -> StoreResult<Option<Mailing>>;
+    /// The admins' mailings (kind [`MailingKind::Mailing`](crate::domain::MailingKind::Mailing); events are not listed), newest first,
+    /// a page at a time: a Query on one partition of the `by_kind` index ordered by creation time
+    /// (mailings are the admins' campaigns, a few a day, not the audience's millions).
+    async fn list_mailings(&self, cursor: Option<&str>, limit: usize) -> StoreResult<Page<Mailing>>;
+    /// Moves the status from one of `from` to `to` (a conditional write); `false` when it was in
+    /// none of them (nothing is changed).
+    async fn set_mailing_status(&self, id: &str, from: &[MailingStatus], to: MailingStatus) -> StoreResult<bool>;
+    /// Starts the run `run` ([`run_key`](crate::domain::run_key)): status `sending`, the run's
+    /// counters at 0, not expanded. Only when the mailing is `scheduled` or `sending` and no run
+    /// at or after `run` started (a conditional write): a repeated or stale fire is `false`.
+    async fn start_run(&self, id: &str, run: &str) -> StoreResult<bool>;
+    /// Adds to the counters: `created`/`done` jobs of the run `run` (ignored when another run is
+    /// the last), and `counts` by channel and status over every run (atomic ADDs).
+    async fn add_to_counts(&self, id: &str, run: &str, created: i64, done: i64, counts: &[(String, i64)]) -> StoreResult<()>;
+    /// Marks the run `run` expanded (every job has its record); ignored for another run.
+    async fn mark_expanded(&self, id: &str, run: &str) -> StoreResult<()>;
+    /// Moves a `sending` mailing whose last run is `run`, expanded, with every created job done,
+    /// to `to` (`sent`, or `scheduled` between recurrences); `false` otherwise.
+    async fn finish_run(&self, id: &str, run: &str, to: MailingStatus) -> StoreResult<bool>;
+}
+
 /// Every capability: what herald-local and the contract suite hold.
 pub trait Store:
     ConnectionStore
@@ -232,6 +258,7 @@ pub trait Store:
     + UserStore
     + EventTypeStore
     + NotificationStore
+    + MailingStore
 {
 }
 
@@ -246,6 +273,7 @@ impl<T> Store for T where
         + UserStore
         + EventTypeStore
         + NotificationStore
+        + MailingStore
 {
 }
 

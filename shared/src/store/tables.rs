@@ -69,6 +69,7 @@ pub enum TableId {
     Users,
     EventTypes,
     Notifications,
+    Mailings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +119,8 @@ pub mod attr {
     pub const EVENT_ID: &str = "event_id";
     /// A history record's creation time and id (`<RFC 3339>#<id>`): the indexes' order.
     pub const CREATED_KEY: &str = "created_key";
+    /// A mailing's id (or a kept event's).
+    pub const MAILING_ID: &str = "mailing_id";
 }
 
 pub const BY_USER: &str = "by_user";
@@ -257,6 +260,17 @@ pub const TABLES: &[TableDef] = &[
             IndexDef { name: BY_USER, hash: s(attr::USER_ID), range: Some(s(attr::CREATED_KEY)), projection: Projection::All },
             IndexDef { name: BY_EVENT, hash: s(attr::EVENT_ID), range: Some(s(attr::CREATED_KEY)), projection: Projection::All },
         ],
+        ttl: Some(attr::EXPIRES_AT),
+    },
+    TableDef {
+        id: TableId::Mailings,
+        suffix: "mailings",
+        logical_id: "MailingsTable",
+        env_var: "HERALD_TABLE_MAILINGS",
+        hash: s(attr::MAILING_ID),
+        range: None,
+        // Mailings (not kept events: they carry no `kind`) in one partition by creation time.
+        indexes: &[IndexDef { name: BY_KIND, hash: s(attr::KIND), range: Some(s(attr::CREATED_KEY)), projection: Projection::All }],
         ttl: Some(attr::EXPIRES_AT),
     },
 ];

@@ -18,6 +18,7 @@ mod deliveries;
 mod error;
 mod event_types;
 mod item;
+mod mailings;
 mod members;
 mod messages;
 mod notifications;

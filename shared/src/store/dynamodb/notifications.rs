@@ -14,6 +14,9 @@ use crate::store::memory::check_history_query;
 use crate::store::tables::{BY_EVENT, BY_USER, TableId, attr};
 use crate::store::{NotificationStore, Page, StoreResult};
 
+/// The attribute that marks a mailing's record.
+const MAILING_MARK: &str = "mailing";
+
 /// The marker item's key of an event id.
 fn event_marker(event_id: &str) -> String {
     format!("event:{event_id}")
@@ -31,7 +34,13 @@ impl ToItem for Notification {
             (name::UPDATED_AT, s(self.updated_at.as_str())),
             (attr::EXPIRES_AT, n(self.expires_at)),
         ]);
-        for (attr_name, value) in [(attr::EVENT_ID, &self.event_id), (name::REASON, &self.reason), (name::HELD_UNTIL, &self.held_until)] {
+        // A mailing's records are on `by_event` under the mailing's id (ids are UUIDs: no event
+        // shares one), marked as a mailing's.
+        if self.mailing_id.is_some() {
+            item.insert(MAILING_MARK.into(), aws_sdk_dynamodb::types::AttributeValue::Bool(true));
+        }
+        let source = self.event_id.clone().or_else(|| self.mailing_id.clone());
+        for (attr_name, value) in [(attr::EVENT_ID, &source), (name::REASON, &self.reason), (name::HELD_UNTIL, &self.held_until)] {
             if let Some(v) = value {
                 item.insert(attr_name.into(), s(v.as_str()));
             }
@@ -42,13 +51,16 @@ impl ToItem for Notification {
 
 impl FromItem for Notification {
     fn from_item(item: &Item) -> StoreResult<Self> {
+        let source = get_opt_s(item, attr::EVENT_ID)?;
+        let mailing = matches!(item.get(MAILING_MARK), Some(aws_sdk_dynamodb::types::AttributeValue::Bool(true)));
         Ok(Self {
             id: get_s(item, attr::NOTIFICATION_ID)?,
             user_id: get_s(item, attr::USER_ID)?,
             channel: get_enum(item, name::CHANNEL)?,
             status: get_enum(item, name::STATUS)?,
             reason: get_opt_s(item, name::REASON)?,
-            event_id: get_opt_s(item, attr::EVENT_ID)?,
+            event_id: if mailing { None } else { source.clone() },
+            mailing_id: if mailing { source } else { None },
             held_until: get_opt_s(item, name::HELD_UNTIL)?,
             created_at: get_s(item, name::CREATED_AT)?,
             updated_at: get_s(item, name::UPDATED_AT)?,
@@ -122,7 +134,8 @@ impl NotificationStore for DynamoStore {
         check_history_query(filter, limit)?;
         let table = self.table(TableId::Notifications);
         // By user when given (the event, if any, then narrows it), else by event.
-        let (index, index_attr, index_value) = match (&filter.user_id, &filter.event_id) {
+        let source = filter.event_id.as_ref().or(filter.mailing_id.as_ref());
+        let (index, index_attr, index_value) = match (&filter.user_id, source) {
             (Some(u), _) => (BY_USER, attr::USER_ID, u.as_str()),
             (None, Some(e)) => (BY_EVENT, attr::EVENT_ID, e.as_str()),
             (None, None) => unreachable!("checked above"),
@@ -140,8 +153,14 @@ impl NotificationStore for DynamoStore {
             .scan_index_forward(false)
             .expression_attribute_names("#exp", attr::EXPIRES_AT)
             .expression_attribute_values(":now", n(epoch_secs(now())));
+        if filter.mailing_id.is_some() {
+            conditions.push("#mk = :mk".into());
+            query = query
+                .expression_attribute_names("#mk", MAILING_MARK)
+                .expression_attribute_values(":mk", aws_sdk_dynamodb::types::AttributeValue::Bool(true));
+        }
         if filter.user_id.is_some()
-            && let Some(e) = &filter.event_id
+            && let Some(e) = source
         {
             conditions.push("#ev = :ev".into());
             query = query.expression_attribute_names("#ev", attr::EVENT_ID).expression_attribute_values(":ev", s(e.as_str()));
@@ -196,6 +215,7 @@ mod tests {
             status: NotificationStatus::Held,
             reason: Some("quiet hours".into()),
             event_id: Some("e1".into()),
+            mailing_id: None,
             held_until: Some("2024-05-01T07:00:00Z".into()),
             created_at: "2024-05-01T01:00:00Z".into(),
             updated_at: "2024-05-01T01:00:01Z".into(),
