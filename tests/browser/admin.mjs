@@ -62,6 +62,13 @@ let current = "start";
 async function step(name, fn) {
   current = name;
   const seen = (await fn()) || {};
+  // Every control on the screen has a label (or an accessible name of its own).
+  seen.unlabelled = await page.$$eval("input, select, textarea, button", (els) =>
+    els
+      .filter((el) => !el.closest("[hidden]") && el.type !== "hidden")
+      .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label") && !(el.tagName === "BUTTON" && el.textContent.trim()))
+      .map((el) => el.outerHTML.slice(0, 120)),
+  );
   if (spec.screenshots && SCREENS.has(name)) {
     mkdirSync(spec.screenshots, { recursive: true });
     await page.screenshot({ path: join(spec.screenshots, `${name}.png`), fullPage: true });

@@ -60,9 +60,13 @@ fn text(v: &Value) -> &str {
     v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
 }
 
-/// The page's requests: none to the API before sign-in, every failed one among `expected`
-/// (`"METHOD /path status"`), and the console's errors nothing but those failed loads.
+/// Every screen's controls labelled; the page's requests: none to the API before sign-in,
+/// every failed one among `expected` (`"METHOD /path status"`), and the console's errors nothing
+/// but those failed loads.
 fn assert_requests_and_console(events: &[Value], expected: &[&str]) {
+    for step in events.iter().filter(|e| e["kind"] == "step") {
+        assert_eq!(step["unlabelled"], json!([]), "controls without a label on {}", step["name"]);
+    }
     let requests = events.iter().find(|e| e["kind"] == "requests").expect("the requests report");
     let page_files: BTreeSet<&str> = ["GET /admin", "GET /admin/app.css", "GET /admin/app.js", "GET /admin/favicon.svg"].into();
     for r in requests["before_sign_in"].as_array().expect("a list") {
