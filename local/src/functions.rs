@@ -76,6 +76,10 @@ pub struct Handlers {
     pub dead_letters: Arc<dyn Queue>,
     /// The fan-out queue: delivery batches from `dispatch` to the delivery workers.
     pub fanout: Arc<dyn Queue>,
+    /// The platform queue: mailings' and events' runs, pages and jobs for the platform worker.
+    pub platform: Arc<dyn Queue>,
+    /// herald-local's scheduler: what is sent later goes on the platform queue at its time.
+    pub scheduler: Arc<crate::scheduler::LocalScheduler>,
     /// Email and SMS, kept instead of sent (`GET /outbox`, CONTRACT §9).
     pub outbox: Outbox,
 }
@@ -106,6 +110,9 @@ impl Handlers {
             users: &*self.store,
             event_types: &*self.store,
             notifications: &*self.store,
+            mailings: &*self.store,
+            queue: &*self.platform,
+            scheduler: &*self.scheduler,
         };
         match herald_platform_admin::handle(&deps, request).await {
             Ok(r) => r,
@@ -123,14 +130,36 @@ impl Handlers {
             users: &*self.store,
             event_types: &*self.store,
             notifications: &*self.store,
+            subscriptions: &*self.store,
+            mailings: &*self.store,
             push: &push,
             email: Some(&self.outbox),
             sms: Some(&self.outbox),
+            queue: &*self.platform,
+            scheduler: &*self.scheduler,
         };
         match herald_platform_events::handle(&deps, request).await {
             Ok(r) => r,
             Err(never) => match never {},
         }
+    }
+
+    /// The platform worker, fed by the platform queue: returns the ids of the records that failed.
+    pub async fn platform_worker(&self, event: aws_lambda_events::sqs::SqsEvent) -> Vec<String> {
+        let push = PushSender { queue: &*self.queue };
+        let planner = herald::platform::planner::Planner {
+            templates: &*self.store,
+            users: &*self.store,
+            subscriptions: &*self.store,
+            notifications: &*self.store,
+            mailings: &*self.store,
+            push: &push,
+            email: Some(&self.outbox),
+            sms: Some(&self.outbox),
+            queue: &*self.platform,
+            scheduler: &*self.scheduler,
+        };
+        herald_platform_worker::handle_sqs(&planner, event).await.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
     }
 
     /// `GET /outbox` (herald-local only, admin): the email and SMS kept instead of sent.

@@ -8,6 +8,7 @@ mod management;
 pub mod metrics;
 pub mod queue;
 pub mod registry;
+pub mod scheduler;
 pub mod settings;
 mod sqs;
 mod ws;
@@ -77,6 +78,10 @@ pub struct Options {
     /// The fan-out queue's name (`HERALD_FANOUT_QUEUE_NAME`, default `herald-fanout`): delivery
     /// batches from `dispatch` to the delivery workers; its dead-letter queue is this name + `-dlq`.
     pub fanout_queue_name: String,
+    /// The platform queue's name (`HERALD_PLATFORM_QUEUE_NAME`, default `herald-platform`):
+    /// mailings' and events' runs, pages and jobs for the platform worker; its dead-letter queue
+    /// is this name + `-dlq`.
+    pub platform_queue_name: String,
     /// Fault injection (`--faults` / `HERALD_FAULTS`, CONTRACT §4): none by default.
     pub faults: FaultSpec,
     /// `--faults-seed` / `HERALD_FAULTS_SEED`: the same seed draws the same faults; `None` picks one.
@@ -121,6 +126,7 @@ impl Options {
             sqs_sdk: None,
             queue_name: get("HERALD_QUEUE_NAME").unwrap_or_else(|| "herald-notifications".into()),
             fanout_queue_name: get("HERALD_FANOUT_QUEUE_NAME").unwrap_or_else(|| "herald-fanout".into()),
+            platform_queue_name: get("HERALD_PLATFORM_QUEUE_NAME").unwrap_or_else(|| "herald-platform".into()),
             faults: FaultSpec::from_lookup(get)?,
             faults_seed: get("HERALD_FAULTS_SEED")
                 .map(|v| {
@@ -229,10 +235,12 @@ impl QueuePair {
     }
 }
 
-/// The notifications queue and the fan-out queue, each with its dead-letter queue.
+/// The notifications queue, the fan-out queue and the platform queue, each with its
+/// dead-letter queue.
 pub struct Queues {
     pub notifications: QueuePair,
     pub fanout: QueuePair,
+    pub platform: QueuePair,
 }
 
 /// The server's shared state.
@@ -336,6 +344,7 @@ async fn backend(options: &Options, faults: &Arc<Faults>) -> Result<(Arc<dyn Sto
         let queues = Queues {
             notifications: QueuePair::embedded(options.visibility_timeout),
             fanout: QueuePair::embedded(options.visibility_timeout),
+            platform: QueuePair::embedded(options.visibility_timeout),
         };
         let store: Arc<dyn Store> = if faults.touches_store() {
             Arc::new(herald::store::faults::ThrottlingStore::new(MemoryStore::new(), faults.clone()))
@@ -363,6 +372,7 @@ async fn backend(options: &Options, faults: &Arc<Faults>) -> Result<(Arc<dyn Sto
     let queues = Queues {
         notifications: QueuePair::sqs(&client, &options.queue_name, options).await?,
         fanout: QueuePair::sqs(&client, &options.fanout_queue_name, options).await?,
+        platform: QueuePair::sqs(&client, &options.platform_queue_name, options).await?,
     };
     Ok((Arc::new(store), queues))
 }
@@ -420,9 +430,10 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
     let registry = Arc::new(Registry::new(options.connection_limits));
     let (mut queue, mut dead_letters) = queues.notifications.senders();
     let (mut fanout, _) = queues.fanout.senders();
+    let (mut platform, _) = queues.platform.senders();
     if faults.injects(faults::Fault::ConsumerCrash) {
         // A queue send is an operation a crashing invocation may die at.
-        for q in [&mut queue, &mut dead_letters, &mut fanout] {
+        for q in [&mut queue, &mut dead_letters, &mut fanout, &mut platform] {
             *q = Arc::new(CountedQueue(q.clone()));
         }
     }
@@ -440,6 +451,8 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         queue,
         dead_letters,
         fanout,
+        scheduler: Arc::new(scheduler::LocalScheduler::new(platform.clone())),
+        platform,
         outbox: Default::default(),
     });
     // The event source mappings: the notifications queue into `dispatch`, the fan-out queue
@@ -450,6 +463,11 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         1,
         faults.consumer(consumer(&handlers, |h, event| async move { h.dispatch(event).await })),
     );
+    pollers.extend(queues.platform.poll(
+        options.visibility_timeout,
+        PLATFORM_WORKERS,
+        faults.consumer(consumer(&handlers, |h, event| async move { h.platform_worker(event).await })),
+    ));
     pollers.extend(queues.fanout.poll(
         options.visibility_timeout,
         FANOUT_WORKERS,
@@ -487,6 +505,9 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         .route("/notifications", axum::routing::get(platform_admin))
         .route("/events", axum::routing::post(platform_events))
         .route("/events/{transaction_id}", axum::routing::delete(platform_events))
+        .route("/mailings", axum::routing::post(platform_admin).get(platform_admin))
+        .route("/mailings/{id}", get(platform_admin))
+        .route("/mailings/{id}/cancel", axum::routing::post(platform_admin))
         .route("/outbox", get(outbox))
         .route("/admin", get(admin::page))
         .route("/admin/{file}", get(admin::page))
@@ -527,6 +548,9 @@ async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> axum::response::Response {
     json_error(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {}", uri.path()))
 }
+
+/// Platform workers polling the platform queue at once (the template's MaximumConcurrency is higher).
+const PLATFORM_WORKERS: usize = 2;
 
 /// Delivery workers polling the fan-out queue at once.
 const FANOUT_WORKERS: usize = 4;

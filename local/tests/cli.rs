@@ -244,6 +244,7 @@ fn the_defaults_in_the_settings_table_are_the_ones_the_code_uses() {
         ("HERALD_IDLE_TIMEOUT_SECS", options.idle_timeout.as_secs().to_string()),
         ("HERALD_QUEUE_NAME", options.queue_name.clone()),
         ("HERALD_FANOUT_QUEUE_NAME", options.fanout_queue_name.clone()),
+        ("HERALD_PLATFORM_QUEUE_NAME", options.platform_queue_name.clone()),
     ];
     for (var, value) in used {
         assert_eq!(default(var), value, "{var}: the table says one default, the code uses another");

@@ -52,6 +52,7 @@ pub async fn spawn_with(on: On, adjust: impl FnOnce(&mut Options)) -> Server {
         options.sqs_sdk = Some(moto_sdk_config().await);
         options.queue_name = format!("q{}", uuid::Uuid::new_v4().simple());
         options.fanout_queue_name = format!("{}-fanout", options.queue_name);
+        options.platform_queue_name = format!("{}-platform", options.queue_name);
     }
     adjust(&mut options);
     herald_local::start(options).await.expect("herald-local starts")

@@ -523,7 +523,7 @@ fn sqs_event_sources_report_batch_item_failures_and_queues_have_dead_letters() {
         }
         consumed.insert(queue);
     }
-    for queue in ["NotificationsQueue", "RedeliveryQueue"] {
+    for queue in ["NotificationsQueue", "RedeliveryQueue", "PlatformQueue"] {
         if !consumed.contains(queue) {
             problems.push(format!("no event source mapping consumes {queue}"));
         }
@@ -535,6 +535,105 @@ fn sqs_event_sources_report_batch_item_failures_and_queues_have_dead_letters() {
         }
     }
     fail_if_any("the queues", problems);
+}
+
+/// Every statement of a function's inline policies (the `!If` ones' true branch included).
+fn statements(function: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    fn walk<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+        match v {
+            Value::Mapping(m) => {
+                if let Some(Value::Sequence(s)) = m.get("Statement") {
+                    out.extend(s.iter());
+                } else {
+                    m.values().for_each(|x| walk(x, out));
+                }
+            }
+            Value::Sequence(s) => s.iter().for_each(|x| walk(x, out)),
+            Value::Tagged(t) => walk(&t.value, out),
+            _ => {}
+        }
+    }
+    if let Some(p) = prop(function, "Policies") {
+        walk(p, &mut out);
+    }
+    out
+}
+
+fn actions(statement: &Value) -> Vec<String> {
+    match statement.get("Action") {
+        Some(Value::Sequence(s)) => s.iter().filter_map(Value::as_str).map(String::from).collect(),
+        Some(Value::String(a)) => vec![a.clone()],
+        _ => Vec::new(),
+    }
+}
+
+#[test]
+fn scheduling_is_confined_to_the_platform_group_queue_and_role() {
+    let t = Template::load();
+    let mut problems = Vec::new();
+    // The role Scheduler assumes: trusted by scheduler.amazonaws.com of this account, allowed to
+    // send to the platform queue and nothing else.
+    let role = t.resource("PlatformSchedulerRole").expect("PlatformSchedulerRole");
+    let trust = prop(role, "AssumeRolePolicyDocument").map(|d| format!("{d:?}")).unwrap_or_default();
+    if !trust.contains("scheduler.amazonaws.com") || !trust.contains("aws:SourceAccount") {
+        problems.push(format!("PlatformSchedulerRole: trust scheduler.amazonaws.com with aws:SourceAccount, found {trust}"));
+    }
+    let mut granted = Vec::new();
+    for policy in prop(role, "Policies").and_then(Value::as_sequence).into_iter().flatten() {
+        for s in policy.get("PolicyDocument").and_then(|d| d.get("Statement")).and_then(Value::as_sequence).into_iter().flatten() {
+            granted.push((actions(s), s.get("Resource").and_then(getatt_of)));
+        }
+    }
+    if granted != [(vec!["sqs:SendMessage".to_string()], Some(("PlatformQueue".to_string(), "Arn".to_string())))] {
+        problems.push(format!("PlatformSchedulerRole may only sqs:SendMessage to PlatformQueue, found {granted:?}"));
+    }
+    if t.resource("PlatformScheduleGroup").and_then(|g| g.get("Type")).and_then(Value::as_str) != Some("AWS::Scheduler::ScheduleGroup") {
+        problems.push("no PlatformScheduleGroup schedule group".into());
+    }
+    // Who schedules: the functions that build the EventBridge scheduler, each limited to the group's
+    // schedules and to passing that role to Scheduler.
+    let crates = function_crates();
+    let mut schedulers = BTreeSet::new();
+    for (id, f) in t.of_type("AWS::Serverless::Function") {
+        let binary = f.get("Metadata").and_then(|m| m.get("BuildProperties")).and_then(|b| b.get("Binary")).and_then(Value::as_str);
+        let main_rs =
+            binary.and_then(|b| crates.get(b)).and_then(|d| std::fs::read_to_string(d.join("src/main.rs")).ok()).unwrap_or_default();
+        let schedules = main_rs.contains("EventBridgeScheduler::from_lookup");
+        for s in statements(f) {
+            let acts = actions(s);
+            let resource = s.get("Resource").map(|r| format!("{r:?}")).unwrap_or_default();
+            if acts.iter().any(|a| a.starts_with("scheduler:")) {
+                if !schedules {
+                    problems.push(format!("{id}: may manage schedules but does not schedule"));
+                }
+                if !resource.contains("schedule/${PlatformScheduleGroup}/*") {
+                    problems.push(format!("{id}: scheduler actions beyond the platform group's schedules: {resource}"));
+                }
+            }
+            if acts.iter().any(|a| a == "iam:PassRole") {
+                if s.get("Resource").and_then(getatt_of) != Some(("PlatformSchedulerRole".into(), "Arn".into())) {
+                    problems.push(format!("{id}: iam:PassRole beyond PlatformSchedulerRole: {resource}"));
+                }
+                let condition = s.get("Condition").map(|c| format!("{c:?}")).unwrap_or_default();
+                if !condition.contains("scheduler.amazonaws.com") {
+                    problems.push(format!("{id}: iam:PassRole not limited to scheduler.amazonaws.com"));
+                }
+            }
+            if acts.iter().any(|a| a == "scheduler:CreateSchedule") {
+                schedulers.insert(id.to_string());
+            }
+        }
+        if schedules && !schedulers.contains(id) {
+            problems.push(format!("{id}: schedules but may not scheduler:CreateSchedule"));
+        }
+    }
+    for id in ["PlatformAdminFunction", "PlatformEventsFunction", "PlatformWorkerFunction"] {
+        if !schedulers.contains(id) {
+            problems.push(format!("{id}: should schedule (send_at, recurrences, releases)"));
+        }
+    }
+    fail_if_any("the scheduling permissions", problems);
 }
 
 // -------------------------------------------------------------------------------------------------
@@ -625,10 +724,11 @@ create_queue_with_dlq() { # name visibility-timeout retention
     }
     out.push_str(
         r#"
-# Queues (infra/template.yaml: NotificationsQueue, FanoutQueue, RedeliveryQueue and their dead-letter queues).
+# Queues (infra/template.yaml: NotificationsQueue, FanoutQueue, RedeliveryQueue, PlatformQueue and their dead-letter queues).
 create_queue_with_dlq "${PREFIX}notifications" 360 345600
 create_queue_with_dlq "${PREFIX}fanout" 180 86400
 create_queue_with_dlq "${PREFIX}redelivery" 180 86400
+create_queue_with_dlq "${PREFIX}platform" 720 345600
 echo "herald: LocalStack resources ready"
 "#,
     );
@@ -663,6 +763,10 @@ fn required_vars(main_rs: &str) -> BTreeSet<String> {
     let helpers: &[(&str, &[&str])] = &[
         ("management_gateway(", &["HERALD_MANAGEMENT_ENDPOINT"]),
         ("redelivery_timer(", &["HERALD_REDELIVERY_QUEUE_URL"]),
+        (
+            "EventBridgeScheduler::from_lookup",
+            &["HERALD_PLATFORM_QUEUE_URL", "HERALD_PLATFORM_QUEUE_ARN", "HERALD_SCHEDULE_GROUP", "HERALD_SCHEDULER_ROLE_ARN"],
+        ),
         (
             "AuthConfig::from_lookup",
             // The HS256 secret is read from Secrets Manager at run time (HERALD_JWT_SECRET_ARN),

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::{AdminDeps, AdminError, bad};
 
 /// The query parameters `GET /notifications` takes.
-const PARAMS: &[&str] = &["user_id", "event_id", "channel", "status", "limit", "cursor"];
+const PARAMS: &[&str] = &["user_id", "event_id", "mailing_id", "channel", "status", "limit", "cursor"];
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 200;
 
@@ -21,6 +21,7 @@ fn notification_json(n: &Notification) -> Value {
         "status": n.status,
         "reason": n.reason,
         "event_id": n.event_id,
+        "mailing_id": n.mailing_id,
         "held_until": n.held_until,
         "created_at": n.created_at,
         "updated_at": n.updated_at,
@@ -28,7 +29,7 @@ fn notification_json(n: &Notification) -> Value {
 }
 
 /// The decoded `name=value` pairs of a query string (`+` is a space).
-fn query_pairs(query: &str) -> Result<Vec<(String, String)>, AdminError> {
+pub(crate) fn query_pairs(query: &str) -> Result<Vec<(String, String)>, AdminError> {
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(&s.replace('+', " "))
             .decode_utf8()
@@ -71,6 +72,10 @@ impl AdminDeps<'_> {
                     check_name("event_id", &v).map_err(|e| bad(e.to_string()))?;
                     filter.event_id = Some(v);
                 }
+                "mailing_id" => {
+                    check_name("mailing_id", &v).map_err(|e| bad(e.to_string()))?;
+                    filter.mailing_id = Some(v);
+                }
                 "channel" => {
                     filter.channel = Some(
                         Channel::parse(&v).ok_or_else(|| bad(format!("unknown channel {v:?}: the channels are email, sms and push")))?,
@@ -94,8 +99,8 @@ impl AdminDeps<'_> {
                 other => return Err(bad(format!("unknown parameter {other:?}: the parameters are {}", PARAMS.join(", ")))),
             }
         }
-        if filter.user_id.is_none() && filter.event_id.is_none() {
-            return Err(bad("give user_id or event_id (or both)"));
+        if filter.user_id.is_none() && filter.event_id.is_none() && filter.mailing_id.is_none() {
+            return Err(bad("give user_id, event_id or mailing_id"));
         }
         let page = self.notifications.list_notifications(&filter, cursor.as_deref(), limit).await.map_err(|e| match e {
             StoreError::Invalid(m) => bad(format!("\"cursor\": {m}")),

@@ -2,19 +2,21 @@
 //!
 //! `POST /templates`, `GET /templates`, `GET|PUT|DELETE /templates/{id}`,
 //! `POST /templates/{id}/preview`, `POST /templates/preview`; `GET|PUT /users/{id}` ([`users`]);
-//! `PUT /event-types/{name}`, `GET /event-types` ([`event_types`]); `GET /notifications` ([`history`]). Every call needs an admin
+//! `PUT /event-types/{name}`, `GET /event-types` ([`event_types`]); `GET /notifications` ([`history`]);
+//! `POST|GET /mailings`, `GET /mailings/{id}`, `POST /mailings/{id}/cancel` ([`mailings`]). Every call needs an admin
 //! token. Errors are `{"error":{"code","message"}}` (CONTRACT §4), mapped in one place
 //! ([`AdminError`]).
 
 mod event_types;
 mod history;
+mod mailings;
 mod users;
 
 use herald::auth::{AuthError, Verifier};
 use herald::domain::{Channel, Template, canonical_locale, check_name, now, rfc3339};
 use herald::platform::templates::{self, Sources, TemplateError};
 use herald::protocol::MAX_MESSAGE_BYTES;
-use herald::store::{EventTypeStore, NotificationStore, StoreError, TemplateStore, TemplateWrite, UserStore};
+use herald::store::{EventTypeStore, MailingStore, NotificationStore, StoreError, TemplateStore, TemplateWrite, UserStore};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Map, Value, json};
 
@@ -25,6 +27,10 @@ pub struct AdminDeps<'a> {
     pub users: &'a dyn UserStore,
     pub event_types: &'a dyn EventTypeStore,
     pub notifications: &'a dyn NotificationStore,
+    pub mailings: &'a dyn MailingStore,
+    /// The platform queue (a mailing sent now is a fire on it) and the scheduler (later ones).
+    pub queue: &'a dyn herald::queue::Queue,
+    pub scheduler: &'a dyn herald::platform::schedule::Scheduler,
 }
 
 /// Every refusal, mapped to its status and error body in one place.
@@ -46,6 +52,10 @@ pub enum AdminError {
     VersionConflict { id: String, current: u32, expected: u32 },
     #[error("the template is too large: {0}")]
     TooLarge(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
     #[error("the store is unavailable")]
     Store(#[source] StoreError),
 }
@@ -57,8 +67,8 @@ impl AdminError {
             Self::Auth(e) => e.status(),
             Self::NotFound(_) => 404,
             Self::MethodNotAllowed { .. } => 405,
-            Self::SlotTaken { .. } | Self::VersionConflict { .. } => 409,
-            Self::Store(_) => 503,
+            Self::SlotTaken { .. } | Self::VersionConflict { .. } | Self::Conflict(_) => 409,
+            Self::Store(_) | Self::Unavailable(_) => 503,
         }
     }
 
@@ -71,6 +81,8 @@ impl AdminError {
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::SlotTaken { .. } => "template_exists",
             Self::VersionConflict { .. } => "version_conflict",
+            Self::Conflict(_) => "nothing_to_cancel",
+            Self::Unavailable(_) => "unavailable",
             Self::Store(_) => "store_unavailable",
         }
     }
@@ -99,7 +111,7 @@ fn json_response(status: u16, body: Option<Value>) -> Response<Body> {
 }
 
 /// The collections this function serves; a path's first one starts its route.
-const COLLECTIONS: &[&str] = &["templates", "users", "event-types", "notifications"];
+const COLLECTIONS: &[&str] = &["templates", "users", "event-types", "notifications", "mailings"];
 
 /// A path segment's text (`%20` is a space): user ids and event names may hold any character.
 fn path_segment(what: &'static str, segment: &str) -> Result<String, AdminError> {
@@ -316,6 +328,7 @@ impl AdminDeps<'_> {
             "users" => return self.users_route(method, path, &segments[start + 1..], body).await,
             "event-types" => return self.event_types_route(method, path, &segments[start + 1..], body).await,
             "notifications" => return self.history_route(method, path, &segments[start + 1..], query).await,
+            "mailings" => return self.mailings_route(method, path, &segments[start + 1..], query, body).await,
             _ => {}
         }
         match (&segments[start + 1..], method.as_str()) {

@@ -24,11 +24,12 @@ fn admin() -> String {
 struct Fixture {
     verifier: Verifier,
     store: MemoryStore,
+    recorded: herald::platform::schedule::Recorded,
 }
 
 impl Fixture {
     fn new() -> Self {
-        Self { verifier: Verifier::new(&AuthConfig::hs256(SECRET)).unwrap(), store: MemoryStore::new() }
+        Self { verifier: Verifier::new(&AuthConfig::hs256(SECRET)).unwrap(), store: MemoryStore::new(), recorded: Default::default() }
     }
 
     async fn call(&self, method: &str, path: &str, auth: Option<&str>, body: &str) -> (u16, Value) {
@@ -43,6 +44,9 @@ impl Fixture {
             users: &self.store,
             event_types: &self.store,
             notifications: &self.store,
+            mailings: &self.store,
+            queue: &self.recorded,
+            scheduler: &self.recorded,
         };
         let response = handle(&deps, request).await.unwrap();
         let status = response.status().as_u16();
@@ -217,4 +221,77 @@ async fn event_types_need_existing_templates_per_channel() {
     assert_eq!(f.call("POST", "/event-types", Some(&a), "{}").await.0, 405);
     assert_eq!(f.call("GET", "/event-types/film.added", Some(&a), "").await.0, 405);
     assert_eq!(f.call("PUT", "/event-types/film.added", Some(&token(json!({"sub": "u"}))), "{").await.0, 403);
+}
+
+#[tokio::test]
+async fn mailings_are_validated_scheduled_and_cancelled() {
+    let f = Fixture::new();
+    let a = admin();
+    let (s, _) =
+        f.call("POST", "/templates", Some(&a), r#"{"name":"promo","channel":"email","subject":"S","body":"Hi {{ user.name }}"}"#).await;
+    assert_eq!(s, 201);
+    let ok = json!({"name":"m","template":"promo","channels":["email"],"audience":{"users":["u1"]}});
+    let with = |patch: Value| {
+        let mut b = ok.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                b.as_object_mut().unwrap().remove(k);
+            } else {
+                b[k] = v.clone();
+            }
+        }
+        b.to_string()
+    };
+    for (patch, field) in [
+        (json!({"recurrence":{"cron":"61 * * * *","timezone":"UTC"}}), "recurrence.cron"),
+        (json!({"recurrence":{"cron":"0 9 * *","timezone":"UTC"}}), "recurrence.cron"),
+        (json!({"recurrence":{"cron":"0 9 1 * MON","timezone":"UTC"}}), "recurrence.cron"),
+        (json!({"recurrence":{"cron":"0 0 30 2 *","timezone":"UTC"}}), "recurrence.cron"),
+        (json!({"recurrence":{"cron":"0 9 * * *","timezone":"Mars/Olympus"}}), "recurrence.timezone"),
+        (json!({"recurrence":{"cron":"0 9 * * *"}}), "recurrence.timezone"),
+        (json!({"audience":{"users":[]}}), "audience.users"),
+        (json!({"audience":{"all":false}}), "audience.all"),
+        (json!({"audience":{"everyone":true}}), "audience.everyone"),
+        (json!({"audience":{"all":true,"event_name":"x"}}), "audience"),
+        (json!({"audience":null}), "audience"),
+        (json!({"template":"nope"}), "template"),
+        (json!({"channels":["sms"]}), "template"),
+        (json!({"channels":["fax"]}), "channels"),
+        (json!({"send_at":"later"}), "send_at"),
+        (json!({"name":null}), "name"),
+    ] {
+        let (s, body) = f.call("POST", "/mailings", Some(&a), &with(patch.clone())).await;
+        assert_eq!(s, 400, "{patch}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("\"{field}")), "{patch}: {message}");
+    }
+    assert!(f.recorded.calls().is_empty(), "nothing scheduled for a refused mailing");
+
+    // Now: a fire on the platform queue. Later: a one-time schedule. A recurrence: a cron one.
+    let (s, now_m) = f.call("POST", "/mailings", Some(&a), &ok.to_string()).await;
+    assert_eq!((s, now_m["status"].as_str()), (201, Some("scheduled")), "{now_m}");
+    let id = now_m["id"].as_str().unwrap().to_string();
+    assert_eq!(f.recorded.calls(), [format!("send {{\"type\":\"fire\",\"mailing_id\":\"{id}\"}}")]);
+    let at = rfc3339(now() + time::Duration::hours(2));
+    let (_, later) = f.call("POST", "/mailings", Some(&a), &with(json!({"send_at": at}))).await;
+    assert_eq!(later["next_runs"], json!([at]));
+    let (_, every) =
+        f.call("POST", "/mailings", Some(&a), &with(json!({"recurrence":{"cron":"0 9 * * mon","timezone":"europe/berlin"}}))).await;
+    assert_eq!(every["recurrence"], json!({"cron":"0 9 * * mon","timezone":"Europe/Berlin"}));
+    assert_eq!(every["next_runs"].as_array().unwrap().len(), 5);
+    let calls = f.recorded.calls();
+    assert_eq!(calls[1], format!("at fire-{}", later["id"].as_str().unwrap()));
+    assert_eq!(calls[2], format!("cron cron-{}", every["id"].as_str().unwrap()));
+
+    let (s, list) = f.call("GET", "/mailings?limit=2", Some(&a), "").await;
+    assert_eq!((s, list["items"].as_array().unwrap().len(), list["cursor"].is_string()), (200, 2, true));
+    let every_id = every["id"].as_str().unwrap();
+    let (s, cancelled) = f.call("POST", &format!("/mailings/{every_id}/cancel"), Some(&a), "").await;
+    assert_eq!((s, cancelled["status"].as_str(), cancelled["next_runs"].clone()), (200, Some("cancelled"), json!([])));
+    assert!(f.recorded.calls().contains(&format!("cancel cron-{every_id}")));
+    let (s, again) = f.call("POST", &format!("/mailings/{every_id}/cancel"), Some(&a), "").await;
+    assert_eq!((s, again["error"]["code"].as_str()), (409, Some("nothing_to_cancel")));
+    assert_eq!(f.call("GET", "/mailings/nope", Some(&a), "").await.0, 404);
+    assert_eq!(f.call("POST", "/mailings/nope/cancel", Some(&a), "").await.0, 404);
+    assert_eq!(f.call("DELETE", "/mailings/nope", Some(&a), "").await.0, 405);
 }

@@ -1,48 +1,54 @@
 //! `POST /events` and `DELETE /events/{transaction_id}` (CONTRACT §9, "Events"): a publisher's
-//! event, sent at once.
+//! event, sent at once or at `send_at`, to users or to the subscribers of a WebSocket event.
 //!
 //! A fixed event (its event type exists) goes on the channels its event type has templates for
 //! (narrowed by `channels`), each rendered with the recipient's locale and profile; a free-form
 //! one carries its own `title`/`body` and goes by push unless `channels` says more; neither is
 //! `400 unknown_event`. The event id comes from `transaction_id` per publisher (as
-//! `POST /notify`'s push ids do), claimed once by a conditional write: the same transaction
-//! again answers the same id and sends nothing. Then one job per user and channel: a channel
-//! the user turned off is skipped, a non-critical one inside their quiet hours is held, one
-//! without an address fails, the others are sent; each leaves a history record.
+//! `POST /notify`'s push ids do); the event is kept once (a conditional write) in the mailings
+//! table: the same transaction again answers the same id and sends nothing twice.
 //!
-//! `DELETE /events/{transaction_id}` cancels what has not been sent (in this slice: what quiet
-//! hours hold), recording it as `skipped` ("cancelled by the publisher"): `200`, else `409`.
+//! Then the planner ([`herald::platform::planner`], the code mailings run too): a `send_at` in the
+//! future is scheduled (a fire on the platform queue at that time); a `users` audience now runs its
+//! jobs in this request; an `event_name` audience is paged through the subscriptions by the worker.
 //!
-//! Not yet: `send_at` and `event_name` audiences (refused with a `400` that says so), and the
-//! release of held notifications when quiet hours end.
+//! `DELETE /events/{transaction_id}` cancels what has not been sent: a scheduled event, and what
+//! quiet hours hold (recorded as `skipped`, "cancelled by the publisher"): `200`, else `409`.
 
 use herald::auth::{AuthError, Verifier};
 use herald::domain::{
-    Channel, EventType, Notification, NotificationStatus, UserProfile, check_name, epoch_secs, now, rfc3339, user_id_from_json,
+    Channel, Content, EventType, Mailing, MailingAudience, MailingKind, MailingStatus, NotificationStatus, check_name, epoch_secs, now,
+    parse_send_at, rfc3339, run_key, user_id_from_json,
 };
-use herald::platform::channels::{ChannelSender, Outgoing};
-use herald::platform::preferences::{channel_allowed, quiet_until};
-use herald::platform::templates::{self, Sources};
+use herald::platform::channels::ChannelSender;
+use herald::platform::planner::{HISTORY_TTL_SECS, PlanError, Planner};
+use herald::platform::schedule::{PlatformMessage, Scheduler, fire_schedule};
 use herald::protocol::MAX_MESSAGE_BYTES;
-use herald::store::{EventTypeStore, NotificationStore, StoreError, TemplateStore, UserStore};
+use herald::queue::Queue;
+use herald::store::{EventTypeStore, MailingStore, NotificationStore, StoreError, SubscriptionStore, TemplateStore, UserStore};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 
-/// What the handler needs: the platform's tables and a sender per channel (`None`: the channel
-/// has no sender in this deployment; its notifications fail with that reason).
+pub use herald::platform::planner::notification_id;
+
+/// What the handler needs: the platform's tables, a sender per channel (`None`: the channel
+/// has no sender in this deployment; its notifications fail with that reason), the platform
+/// queue and the scheduler.
 pub struct EventsDeps<'a> {
     pub verifier: &'a Verifier,
     pub templates: &'a dyn TemplateStore,
     pub users: &'a dyn UserStore,
     pub event_types: &'a dyn EventTypeStore,
     pub notifications: &'a dyn NotificationStore,
+    pub subscriptions: &'a dyn SubscriptionStore,
+    pub mailings: &'a dyn MailingStore,
     pub push: &'a dyn ChannelSender,
     pub email: Option<&'a dyn ChannelSender>,
     pub sms: Option<&'a dyn ChannelSender>,
+    pub queue: &'a dyn Queue,
+    pub scheduler: &'a dyn Scheduler,
 }
 
-/// How long history records and idempotency markers are kept (TTL).
-pub const HISTORY_TTL_SECS: i64 = 30 * 24 * 3600;
 /// The most recipients one event names (`users`).
 pub const MAX_USERS: usize = 1000;
 
@@ -63,11 +69,22 @@ pub enum EventsError {
     Conflict(String),
     #[error("the store is unavailable")]
     Store(#[source] StoreError),
+    #[error("the platform is unavailable: {0}")]
+    Plan(#[source] PlanError),
 }
 
 impl From<StoreError> for EventsError {
     fn from(e: StoreError) -> Self {
         Self::Store(e)
+    }
+}
+
+impl From<PlanError> for EventsError {
+    fn from(e: PlanError) -> Self {
+        match e {
+            PlanError::Store(s) => Self::Store(s),
+            other => Self::Plan(other),
+        }
     }
 }
 
@@ -79,7 +96,7 @@ impl EventsError {
             Self::NotFound(_) => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::Conflict(_) => 409,
-            Self::Store(_) => 503,
+            Self::Store(_) | Self::Plan(_) => 503,
         }
     }
 
@@ -92,6 +109,7 @@ impl EventsError {
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Conflict(_) => "nothing_to_cancel",
             Self::Store(_) => "store_unavailable",
+            Self::Plan(_) => "unavailable",
         }
     }
 }
@@ -108,14 +126,10 @@ fn json_response(status: u16, body: Value) -> Response<Body> {
 }
 
 /// The fields of a `POST /events` body.
-const FIELDS: &[&str] = &["event", "user_id", "users", "data", "channels", "transaction_id", "title", "body"];
-/// The contract's fields this slice does not serve yet.
-const LATER_FIELDS: &[&str] = &["send_at", "event_name"];
+const FIELDS: &[&str] = &["event", "user_id", "users", "event_name", "data", "channels", "transaction_id", "title", "body", "send_at"];
 
 /// The UUID namespace of event ids derived from a publisher's `transaction_id` ([`event_id`]).
 const TRANSACTION_NAMESPACE: uuid::Uuid = uuid::uuid!("0d6f2b8e-3c41-4a57-b1e9-7a2c5d8f9e10");
-/// The UUID namespace of history record ids ([`notification_id`]).
-const NOTIFICATION_NAMESPACE: uuid::Uuid = uuid::uuid!("9a3e7c15-64b2-4f8d-a0c3-5e1b2d7f4a68");
 
 /// The event id of `transaction_id` from `publisher` (the token's principal): the same
 /// publisher's same transaction names the same event; another publisher's is another event.
@@ -124,22 +138,17 @@ pub fn event_id(publisher: &str, transaction_id: &str) -> String {
     uuid::Uuid::new_v5(&TRANSACTION_NAMESPACE, name.as_bytes()).to_string()
 }
 
-/// The id of the history record (and of the push) of an event for one user on one channel.
-pub fn notification_id(event_id: &str, user_id: &str, channel: Channel) -> String {
-    let name = format!("{}:{event_id}|{}:{user_id}|{}", event_id.len(), user_id.len(), channel.as_str());
-    uuid::Uuid::new_v5(&NOTIFICATION_NAMESPACE, name.as_bytes()).to_string()
-}
-
 /// A validated `POST /events` body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRequest {
     pub event: String,
-    pub users: Vec<String>,
+    pub audience: MailingAudience,
     pub data: Value,
     pub channels: Option<Vec<Channel>>,
     pub transaction_id: Option<String>,
     pub title: Option<String>,
     pub body: Option<String>,
+    pub send_at: Option<time::OffsetDateTime>,
 }
 
 pub fn parse_body(bytes: &[u8]) -> Result<EventRequest, EventsError> {
@@ -148,14 +157,11 @@ pub fn parse_body(bytes: &[u8]) -> Result<EventRequest, EventsError> {
     }
     let value: Value = serde_json::from_slice(bytes).map_err(|e| bad(format!("the body is not valid JSON: {e}")))?;
     let Value::Object(obj) = value else { return Err(bad("the body must be a JSON object")) };
-    let mut unknown: Vec<&str> = obj.keys().map(String::as_str).filter(|k| !FIELDS.contains(k) && !LATER_FIELDS.contains(k)).collect();
+    let mut unknown: Vec<&str> = obj.keys().map(String::as_str).filter(|k| !FIELDS.contains(k)).collect();
     if !unknown.is_empty() {
         unknown.sort();
         let names: Vec<String> = unknown.iter().map(|n| format!("{n:?}")).collect();
         return Err(bad(format!("unknown field(s) {}: the fields are {}", names.join(", "), FIELDS.join(", "))));
-    }
-    if let Some(later) = LATER_FIELDS.iter().find(|f| obj.get(**f).is_some_and(|v| !v.is_null())) {
-        return Err(bad(format!("\"{later}\" is not supported yet: events are sent at once to the users named by user_id or users")));
     }
     let text = |field: &str| -> Result<Option<String>, EventsError> {
         match obj.get(field) {
@@ -166,11 +172,11 @@ pub fn parse_body(bytes: &[u8]) -> Result<EventRequest, EventsError> {
     };
     let event = text("event")?.ok_or_else(|| bad("\"event\" is required (the event's name)"))?;
     check_name("event", &event).map_err(|e| bad(e.to_string()))?;
-    let users = match (obj.get("user_id").filter(|v| !v.is_null()), obj.get("users").filter(|v| !v.is_null())) {
-        (Some(_), Some(_)) => return Err(bad("give \"user_id\" or \"users\", not both")),
-        (None, None) => return Err(bad("give \"user_id\" or \"users\"")),
-        (Some(v), None) => vec![user_id_from_json("user_id", v).map_err(|e| bad(e.to_string()))?],
-        (None, Some(Value::Array(list))) => {
+    let given = |f: &str| obj.get(f).filter(|v| !v.is_null());
+    let audience = match (given("user_id"), given("users"), given("event_name")) {
+        (None, None, None) => return Err(bad("give \"user_id\", \"users\" or \"event_name\"")),
+        (Some(v), None, None) => MailingAudience::Users(vec![user_id_from_json("user_id", v).map_err(|e| bad(e.to_string()))?]),
+        (None, Some(Value::Array(list)), None) => {
             if list.is_empty() || list.len() > MAX_USERS {
                 return Err(bad(format!("\"users\" must name 1 to {MAX_USERS} users")));
             }
@@ -181,9 +187,15 @@ pub fn parse_body(bytes: &[u8]) -> Result<EventRequest, EventsError> {
                     out.push(id);
                 }
             }
-            out
+            MailingAudience::Users(out)
         }
-        (None, Some(_)) => return Err(bad("\"users\" must be an array of user ids")),
+        (None, Some(_), None) => return Err(bad("\"users\" must be an array of user ids")),
+        (None, None, Some(Value::String(name))) => {
+            check_name("event_name", name).map_err(|e| bad(format!("\"event_name\": {e}")))?;
+            MailingAudience::EventName(name.clone())
+        }
+        (None, None, Some(_)) => return Err(bad("\"event_name\" must be a string (the WebSocket event whose subscribers get it)")),
+        _ => return Err(bad("give one of \"user_id\", \"users\" and \"event_name\", not several")),
     };
     let data = match obj.get("data") {
         None | Some(Value::Null) => json!({}),
@@ -211,34 +223,23 @@ pub fn parse_body(bytes: &[u8]) -> Result<EventRequest, EventsError> {
     if transaction_id.as_ref().is_some_and(|t| t.is_empty() || t.chars().count() > 256) {
         return Err(bad("\"transaction_id\" must be 1 to 256 characters"));
     }
-    Ok(EventRequest { event, users, data, channels, transaction_id, title: text("title")?, body: text("body")? })
-}
-
-/// What an event is sent with: its event type's templates, or its own title and body.
-enum Content<'a> {
-    Fixed(&'a EventType),
-    FreeForm { title: Option<&'a str>, body: &'a str },
-}
-
-/// What one job came to.
-struct Outcome {
-    status: NotificationStatus,
-    reason: Option<String>,
-    held_until: Option<String>,
-}
-
-impl Outcome {
-    fn of(status: NotificationStatus, reason: impl Into<String>) -> Self {
-        Self { status, reason: Some(reason.into()), held_until: None }
-    }
+    let send_at = parse_send_at("send_at", obj.get("send_at").unwrap_or(&Value::Null)).map_err(bad)?;
+    Ok(EventRequest { event, audience, data, channels, transaction_id, title: text("title")?, body: text("body")?, send_at })
 }
 
 impl EventsDeps<'_> {
-    fn sender(&self, channel: Channel) -> Option<&dyn ChannelSender> {
-        match channel {
-            Channel::Push => Some(self.push),
-            Channel::Email => self.email,
-            Channel::Sms => self.sms,
+    fn planner(&self) -> Planner<'_> {
+        Planner {
+            templates: self.templates,
+            users: self.users,
+            subscriptions: self.subscriptions,
+            notifications: self.notifications,
+            mailings: self.mailings,
+            push: self.push,
+            email: self.email,
+            sms: self.sms,
+            queue: self.queue,
+            scheduler: self.scheduler,
         }
     }
 
@@ -272,10 +273,17 @@ impl EventsDeps<'_> {
         }
     }
 
-    /// `DELETE /events/{transaction_id}`: what has not been sent (held) is cancelled, recorded as
-    /// `skipped` with the reason; `409` when nothing is left to cancel, `404` for an unknown one.
+    /// `DELETE /events/{transaction_id}`: a scheduled event is cancelled, and what quiet hours
+    /// hold is recorded as `skipped` with the reason; `409` when nothing is left to cancel, `404`
+    /// for an unknown one.
     async fn cancel(&self, publisher: &str, transaction_id: &str) -> Result<Value, EventsError> {
         let id = event_id(publisher, transaction_id);
+        let kept = self.mailings.get_mailing(&id).await?;
+        let scheduled =
+            kept.is_some() && self.mailings.set_mailing_status(&id, &[MailingStatus::Scheduled], MailingStatus::Cancelled).await?;
+        if scheduled {
+            self.scheduler.cancel(&fire_schedule(&id)).await.map_err(PlanError::from)?;
+        }
         let filter = herald::domain::NotificationFilter { event_id: Some(id.clone()), ..Default::default() };
         let (mut cursor, mut seen, mut cancelled) = (None::<String>, 0usize, 0usize);
         loop {
@@ -287,6 +295,11 @@ impl EventsDeps<'_> {
                 n.held_until = None;
                 n.updated_at = rfc3339(now());
                 self.notifications.update_notification(&n).await?;
+                let moved = [
+                    (herald::domain::count_key(n.channel, NotificationStatus::Held), -1),
+                    (herald::domain::count_key(n.channel, NotificationStatus::Skipped), 1),
+                ];
+                self.mailings.add_to_counts(&id, "", 0, 0, &moved).await?;
                 cancelled += 1;
             }
             match page.next {
@@ -294,17 +307,22 @@ impl EventsDeps<'_> {
                 None => break,
             }
         }
-        match (seen, cancelled) {
-            (0, _) => Err(EventsError::NotFound(format!("no event with transaction id {transaction_id:?}"))),
-            (_, 0) => Err(EventsError::Conflict(format!("event {id}: everything has been sent (or failed or skipped) already"))),
-            _ => Ok(json!({ "id": id, "transaction_id": transaction_id, "cancelled": cancelled })),
+        match (kept.is_some() || seen > 0, scheduled, cancelled) {
+            (false, _, _) => Err(EventsError::NotFound(format!("no event with transaction id {transaction_id:?}"))),
+            (true, false, 0) => Err(EventsError::Conflict(format!("event {id}: everything has been sent (or failed or skipped) already"))),
+            _ => Ok(json!({
+                "id": id,
+                "transaction_id": transaction_id,
+                "status": if scheduled { "cancelled" } else { "sent" },
+                "cancelled": cancelled,
+            })),
         }
     }
 
     async fn accept(&self, publisher: &str, bytes: &[u8]) -> Result<(String, String), EventsError> {
         let req = parse_body(bytes)?;
         let event_type = self.event_types.get_event_type(&req.event).await?;
-        let (content, channels) = match &event_type {
+        let (content, channels, critical) = match &event_type {
             Some(t) => {
                 let channels = match &req.channels {
                     None => t.templates.keys().copied().collect(),
@@ -320,7 +338,7 @@ impl EventsDeps<'_> {
                         asked.clone()
                     }
                 };
-                (Content::Fixed(t), channels)
+                (Content::Templates(t.templates.clone()), channels, t.critical)
             }
             None => match (&req.title, &req.body) {
                 (None, None) => {
@@ -330,8 +348,9 @@ impl EventsDeps<'_> {
                     )));
                 }
                 (title, body) => (
-                    Content::FreeForm { title: title.as_deref(), body: body.as_deref().or(title.as_deref()).unwrap_or_default() },
+                    Content::FreeForm { title: title.clone(), body: body.clone().or(title.clone()).unwrap_or_default() },
                     req.channels.clone().unwrap_or_else(|| vec![Channel::Push]),
+                    false,
                 ),
             },
         };
@@ -343,107 +362,57 @@ impl EventsDeps<'_> {
             }
         };
         let at = now();
-        // The event is claimed once; a retry (or a crash's) goes through the jobs again, and each
-        // job's record is created once (a conditional write), so only what never started is done.
-        if !self.notifications.claim_event(&id, epoch_secs(at) + HISTORY_TTL_SECS).await? {
-            tracing::info!(event_id = id, "seen before: only jobs never started are done");
-        }
-        let critical = matches!(content, Content::Fixed(t) if t.critical);
-        for user_id in &req.users {
-            let profile = self.users.get_user(user_id).await?.unwrap_or_else(|| UserProfile::new(user_id, &rfc3339(at)));
-            for channel in &channels {
-                self.job(&id, &profile, *channel, &content, critical, &req.data).await?;
-            }
-        }
-        Ok((id, transaction_id))
-    }
-
-    /// One user on one channel: its history record, created once, then what became of it.
-    async fn job(
-        &self,
-        event_id: &str,
-        profile: &UserProfile,
-        channel: Channel,
-        content: &Content<'_>,
-        critical: bool,
-        data: &Value,
-    ) -> Result<(), EventsError> {
-        let at = now();
-        let mut record = Notification {
-            id: notification_id(event_id, &profile.user_id, channel),
-            user_id: profile.user_id.clone(),
-            channel,
-            status: NotificationStatus::Queued,
-            reason: None,
-            event_id: Some(event_id.to_string()),
-            mailing_id: None,
-            held_until: None,
+        let later = req.send_at.filter(|t| *t > at);
+        let event = Mailing {
+            id: id.clone(),
+            kind: MailingKind::Event,
+            name: req.event.clone(),
+            template: None,
+            content,
+            channels,
+            audience: req.audience.clone(),
+            data: req.data.clone(),
+            critical,
+            send_at: req.send_at.map(rfc3339),
+            recurrence: None,
+            status: MailingStatus::Scheduled,
+            last_run: None,
+            expanded: false,
+            created_jobs: 0,
+            done_jobs: 0,
+            counts: Default::default(),
             created_at: rfc3339(at),
             updated_at: rfc3339(at),
             expires_at: epoch_secs(at) + HISTORY_TTL_SECS,
         };
-        if !self.notifications.create_notification(&record).await? {
-            return Ok(());
-        }
-        let outcome = self.outcome(&record.id, profile, channel, content, critical, data).await?;
-        record.status = outcome.status;
-        record.reason = outcome.reason;
-        record.held_until = outcome.held_until;
-        record.updated_at = rfc3339(now());
-        tracing::info!(notification_id = record.id, channel = channel.as_str(), status = record.status.as_str(), "planned");
-        self.notifications.update_notification(&record).await?;
-        Ok(())
-    }
-
-    async fn outcome(
-        &self,
-        id: &str,
-        profile: &UserProfile,
-        channel: Channel,
-        content: &Content<'_>,
-        critical: bool,
-        data: &Value,
-    ) -> Result<Outcome, EventsError> {
-        use NotificationStatus::{Failed, Held, Sent, Skipped};
-        let c = channel.as_str();
-        if !channel_allowed(profile, channel) {
-            return Ok(Outcome::of(Skipped, format!("the user turned {c} off")));
-        }
-        if !critical && let Some(until) = quiet_until(profile, now()) {
-            let until = rfc3339(until);
-            return Ok(Outcome { status: Held, reason: Some(format!("quiet hours until {until}")), held_until: Some(until) });
-        }
-        let to = match channel {
-            Channel::Email => profile.email.clone(),
-            Channel::Sms => profile.phone.clone(),
-            Channel::Push => Some(profile.user_id.clone()),
-        };
-        let Some(to) = to else {
-            let what = if channel == Channel::Email { "an email address" } else { "a phone number" };
-            return Ok(Outcome::of(Failed, format!("the user has no {what}")));
-        };
-        let (subject, body, html) = match content {
-            Content::FreeForm { title, body } => (title.map(str::to_string), body.to_string(), None),
-            Content::Fixed(t) => {
-                let Some(name) = t.templates.get(&channel) else { return Ok(Outcome::of(Failed, format!("no {c} template"))) };
-                let Some(template) = self.templates.template_for(name, channel, profile.locale.as_deref()).await? else {
-                    return Ok(Outcome::of(Failed, format!("the {c} template {name:?} is gone")));
-                };
-                let user = serde_json::to_value(profile).unwrap_or_else(|_| json!({}));
-                match templates::render(&Sources::of(&template), &user, data) {
-                    Ok(r) => (r.subject, r.body, r.html),
-                    Err(e) => return Ok(Outcome::of(Failed, format!("template {name:?}: {e}"))),
-                }
+        // The event is kept once; a retry (or a crash's) goes through the plan again, and each
+        // job is done once (its record created once, its send claimed).
+        let event = if self.mailings.create_mailing(&event).await? {
+            event
+        } else {
+            tracing::info!(event_id = id, "seen before: only what never started is done");
+            match self.mailings.get_mailing(&id).await? {
+                Some(kept) => kept,
+                None => return Err(EventsError::Store(StoreError::ConditionFailed(format!("event {id} is being written")))),
             }
         };
-        let Some(sender) = self.sender(channel) else {
-            return Ok(Outcome::of(Failed, format!("{c} is not configured in this deployment")));
-        };
-        let message = Outgoing { notification_id: id.to_string(), channel, user_id: profile.user_id.clone(), to, subject, body, html };
-        Ok(match sender.send(&message).await {
-            Ok(()) => Outcome { status: Sent, reason: None, held_until: None },
-            Err(e) => Outcome::of(Failed, e.to_string()),
-        })
+        let planner = self.planner();
+        let fire_at =
+            event.send_at.as_deref().and_then(|s| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok());
+        match (&event.audience, later.or(fire_at.filter(|t| *t > at))) {
+            (_, Some(when)) => {
+                let fire = PlatformMessage::Fire { mailing_id: id.clone(), at: Some(rfc3339(when)) };
+                self.scheduler.schedule_at(&fire_schedule(&id), when, &fire).await.map_err(PlanError::from)?;
+            }
+            (MailingAudience::Users(users), None) => {
+                let run = run_key(fire_at.unwrap_or_else(|| {
+                    time::OffsetDateTime::parse(&event.created_at, &time::format_description::well_known::Rfc3339).unwrap_or(at)
+                }));
+                planner.run_inline(&event, &run, users).await?;
+            }
+            (_, None) => planner.fire(&id, None).await?,
+        }
+        Ok((id, transaction_id))
     }
 }
 
@@ -461,6 +430,7 @@ pub async fn handle(deps: &EventsDeps<'_>, request: Request) -> Result<Response<
         Err(e) => {
             match &e {
                 EventsError::Store(source) => tracing::error!(status = e.status(), error = %e, source = %source, "failed"),
+                EventsError::Plan(source) => tracing::error!(status = e.status(), error = %e, source = %source, "failed"),
                 _ => tracing::info!(status = e.status(), error = %e, "refused"),
             }
             json_response(e.status(), json!({ "error": { "code": e.code(), "message": e.to_string() } }))
@@ -473,7 +443,9 @@ mod tests {
     use std::sync::Mutex;
 
     use herald::auth::{AuthConfig, issue_hs256};
+    use herald::domain::UserProfile;
     use herald::domain::{EventType, Template};
+    use herald::platform::channels::Outgoing;
     use herald::platform::channels::SendError;
     use herald::store::memory::MemoryStore;
     use herald::store::{TemplateStore, UserStore};
@@ -507,15 +479,20 @@ mod tests {
 
     async fn post(store: &MemoryStore, push: &Recording, email: Option<&Recording>, body: Value) -> (u16, Value) {
         let verifier = Verifier::new(&AuthConfig::hs256(SECRET)).unwrap();
+        let kept = herald::platform::schedule::Recorded::default();
         let deps = EventsDeps {
             verifier: &verifier,
             templates: store,
             users: store,
             event_types: store,
             notifications: store,
+            subscriptions: store,
+            mailings: store,
             push,
             email: email.map(|e| e as &dyn ChannelSender),
             sms: None,
+            queue: &kept,
+            scheduler: &kept,
         };
         let request = http::Request::builder()
             .method("POST")
@@ -598,7 +575,7 @@ mod tests {
     #[test]
     fn bodies_are_validated() {
         let ok = parse_body(br#"{"event":"film.added","users":[1,"2",1],"data":{"film":"X"},"channels":["email","push"]}"#).unwrap();
-        assert_eq!(ok.users, vec!["1", "2"]);
+        assert_eq!(ok.audience, MailingAudience::Users(vec!["1".into(), "2".into()]));
         assert_eq!(ok.channels, Some(vec![Channel::Email, Channel::Push]));
         for body in [
             &b"{"[..],
@@ -612,12 +589,19 @@ mod tests {
             br#"{"event":"e","user_id":"1","channels":[]}"#,
             br#"{"event":"e","user_id":"1","transaction_id":""}"#,
             br#"{"event":"e","user_id":"1","titel":"typo"}"#,
-            br#"{"event":"e","user_id":"1","send_at":"2030-01-01T00:00:00Z"}"#,
+            br#"{"event":"e","user_id":"1","send_at":"tomorrow"}"#,
+            br#"{"event":"e","user_id":"1","send_at":"2999-01-01T00:00:00Z"}"#,
+            br#"{"event":"e","user_id":"1","event_name":"news"}"#,
+            br#"{"event":"e","event_name":7}"#,
             br#"{"event":"","user_id":"1"}"#,
         ] {
             assert_eq!(parse_body(body).unwrap_err().status(), 400, "{}", String::from_utf8_lossy(body));
         }
         assert!(parse_body(br#"{"event":"e","user_id":"1","titel":"typo"}"#).unwrap_err().to_string().contains("\"titel\""));
+        assert!(parse_body(br#"{"event":"e","user_id":"1","send_at":"soon"}"#).unwrap_err().to_string().contains("\"send_at\""));
+        let later = parse_body(br#"{"event":"e","event_name":"news","send_at":"2026-12-01T10:00:00+01:00"}"#).unwrap();
+        assert_eq!(later.audience, MailingAudience::EventName("news".into()));
+        assert_eq!(later.send_at.map(rfc3339).as_deref(), Some("2026-12-01T09:00:00Z"));
     }
 
     #[test]

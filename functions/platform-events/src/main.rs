@@ -10,6 +10,8 @@ async fn main() -> Result<(), Error> {
     let queue = herald::queue::SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url);
     let store = herald::runtime::dynamo_store(&sdk).await;
     let push = herald::platform::channels::PushSender { queue: &queue };
+    // The platform queue (the worker's) and EventBridge Scheduler for what is sent later.
+    let scheduler = herald::platform::schedule::eventbridge::EventBridgeScheduler::from_lookup(&sdk, &herald::config::env)?;
     // Email (SESv2) and SMS (SNS) senders come with their slice: until then those channels fail
     // with a reason in the history.
     let deps = herald_platform_events::EventsDeps {
@@ -18,9 +20,13 @@ async fn main() -> Result<(), Error> {
         users: &store,
         event_types: &store,
         notifications: &store,
+        subscriptions: &store,
+        mailings: &store,
         push: &push,
         email: None,
         sms: None,
+        queue: &scheduler.queue,
+        scheduler: &scheduler,
     };
     run(service_fn(|request| herald::metrics::emf(herald_platform_events::handle(&deps, request)))).await
 }

@@ -103,8 +103,9 @@ create_table "${PREFIX}mailings" \
   --global-secondary-indexes '[{"IndexName":"by_kind","KeySchema":[{"AttributeName":"kind","KeyType":"HASH"},{"AttributeName":"created_key","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}}]'
 enable_ttl "${PREFIX}mailings" expires_at
 
-# Queues (infra/template.yaml: NotificationsQueue, FanoutQueue, RedeliveryQueue and their dead-letter queues).
+# Queues (infra/template.yaml: NotificationsQueue, FanoutQueue, RedeliveryQueue, PlatformQueue and their dead-letter queues).
 create_queue_with_dlq "${PREFIX}notifications" 360 345600
 create_queue_with_dlq "${PREFIX}fanout" 180 86400
 create_queue_with_dlq "${PREFIX}redelivery" 180 86400
+create_queue_with_dlq "${PREFIX}platform" 720 345600
 echo "herald: LocalStack resources ready"

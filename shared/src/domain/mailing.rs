@@ -134,3 +134,23 @@ impl Mailing {
         self.expanded && self.done_jobs >= self.created_jobs
     }
 }
+
+/// How far ahead `send_at` may be.
+pub const MAX_SEND_AHEAD_DAYS: i64 = 366;
+
+/// An RFC 3339 `send_at` (named `field` in the error), in UTC, at most [`MAX_SEND_AHEAD_DAYS`]
+/// ahead (a past one means now); `null` is none.
+pub fn parse_send_at(field: &str, value: &serde_json::Value) -> Result<Option<time::OffsetDateTime>, String> {
+    match value {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(s) => {
+            let at = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| format!("\"{field}\" must be an RFC 3339 time such as \"2030-01-01T09:00:00Z\", not {s:?}"))?;
+            if at > super::now() + time::Duration::days(MAX_SEND_AHEAD_DAYS) {
+                return Err(format!("\"{field}\" is more than {MAX_SEND_AHEAD_DAYS} days ahead"));
+            }
+            Ok(Some(at.to_offset(time::UtcOffset::UTC)))
+        }
+        _ => Err(format!("\"{field}\" must be an RFC 3339 time (a string)")),
+    }
+}

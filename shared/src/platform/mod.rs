@@ -3,7 +3,9 @@
 
 pub mod channels;
 pub mod cron;
+pub mod planner;
 pub mod preferences;
 pub mod providers;
+pub mod schedule;
 pub mod templates;
 pub mod user_info;

@@ -28,6 +28,21 @@ impl SqsQueue {
     pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
         Self { client, queue_url: queue_url.into() }
     }
+
+    /// Sends one message body that becomes visible after `delay_secs` (0 to 900, SQS's
+    /// `DelaySeconds`); returns the queue's message id.
+    pub async fn send_delayed(&self, body: &str, delay_secs: i32) -> Result<String, QueueError> {
+        let out = self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .delay_seconds(delay_secs.clamp(0, 900))
+            .send()
+            .await
+            .map_err(|e| QueueError::Send(Box::new(e)))?;
+        Ok(out.message_id().unwrap_or_default().to_string())
+    }
 }
 
 #[async_trait]

@@ -1,0 +1,420 @@
+//! The planner (CONTRACT §9, "Rules"): a mailing's or an event's run expanded, a page of the
+//! audience at a time, into one job per user and channel, and each job run: preferences, quiet
+//! hours (held, then released when they end), locale, render, send, history record. `POST /events`
+//! runs the jobs of a small `users` audience in its request; everything else goes through the
+//! platform queue ([`PlatformMessage`]) to the worker (`platform-worker`), which calls
+//! [`Planner::handle`]. Both are this code.
+//!
+//! **Once.** A run starts once per mailing and scheduled time ([`MailingStore::start_run`]); each
+//! job's history record (its id per mailing or event × user × channel) is created once; its send
+//! is claimed (a lease, [`JOB_LEASE_SECS`]) before it is made and the record's final status
+//! written after: a repeated message finds the record done, a concurrent one the claim taken. A
+//! worker that dies between the send and the record leaves the claim to lapse and the job to be
+//! retried: push (`dispatch` claims its id) and herald-local's outbox drop that second copy.
+//!
+//! **Status.** A run's records are created while its audience is expanded (counted in
+//! `created_jobs`), before any of its jobs message is queued; each recorded job (sent, failed,
+//! skipped or held) counts in `done_jobs` and in its channel's and status's count. The last page
+//! marks the run expanded; whoever then sees it expanded with every created job done moves it
+//! `sending` → `sent` (or back to `scheduled` for a recurrence) with one conditional write.
+//! A held job counts as recorded: its later release moves its count from `held` to its status.
+
+use serde_json::{Value, json};
+
+use super::channels::{ChannelSender, Outgoing, SendError};
+use super::preferences::{channel_allowed, quiet_until};
+use super::schedule::{PlatformMessage, ScheduleError, Scheduler, release_schedule};
+use super::templates::{self, Sources};
+use crate::domain::{
+    Channel, Content, Mailing, MailingAudience, MailingKind, MailingStatus, Notification, NotificationStatus, UserProfile, count_key,
+    epoch_secs, now, rfc3339,
+};
+use crate::queue::{Queue, QueueError};
+use crate::store::{MailingStore, NotificationStore, StoreError, SubscriptionStore, TemplateStore, UserStore};
+
+/// How long history records are kept (TTL), and kept events.
+pub const HISTORY_TTL_SECS: i64 = 30 * 24 * 3600;
+/// How long a job's claim holds before another worker may take the job again.
+pub const JOB_LEASE_SECS: i64 = 120;
+/// Users per page of an audience: one queue message of jobs (× channels).
+pub const PAGE_USERS: usize = 100;
+
+/// The UUID namespace of history record ids ([`notification_id`]).
+const NOTIFICATION_NAMESPACE: uuid::Uuid = uuid::uuid!("9a3e7c15-64b2-4f8d-a0c3-5e1b2d7f4a68");
+
+/// The id of the history record (and of the push) of an event or a mailing for one user on one
+/// channel.
+pub fn notification_id(source_id: &str, user_id: &str, channel: Channel) -> String {
+    let name = format!("{}:{source_id}|{}:{user_id}|{}", source_id.len(), user_id.len(), channel.as_str());
+    uuid::Uuid::new_v5(&NOTIFICATION_NAMESPACE, name.as_bytes()).to_string()
+}
+
+/// Why a message could not be handled (the queue then hands it over again).
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("the store is unavailable: {0}")]
+    Store(#[from] StoreError),
+    #[error("the platform queue is unavailable: {0}")]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
+    #[error("a send is worth another try: {0}")]
+    Retry(String),
+}
+
+/// What a job came to.
+struct Outcome {
+    status: NotificationStatus,
+    reason: Option<String>,
+    held_until: Option<time::OffsetDateTime>,
+}
+
+impl Outcome {
+    fn of(status: NotificationStatus, reason: impl Into<String>) -> Self {
+        Self { status, reason: Some(reason.into()), held_until: None }
+    }
+}
+
+/// Everything a job needs: the platform's tables, the senders, the platform queue and the
+/// scheduler (held notifications are released through it).
+pub struct Planner<'a> {
+    pub templates: &'a dyn TemplateStore,
+    pub users: &'a dyn UserStore,
+    pub subscriptions: &'a dyn SubscriptionStore,
+    pub notifications: &'a dyn NotificationStore,
+    pub mailings: &'a dyn MailingStore,
+    pub push: &'a dyn ChannelSender,
+    /// `None`: the channel has no sender in this deployment; its jobs fail with that reason.
+    pub email: Option<&'a dyn ChannelSender>,
+    pub sms: Option<&'a dyn ChannelSender>,
+    pub queue: &'a dyn Queue,
+    pub scheduler: &'a dyn Scheduler,
+}
+
+fn parse_time(text: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+}
+
+impl Planner<'_> {
+    fn sender(&self, channel: Channel) -> Option<&dyn ChannelSender> {
+        match channel {
+            Channel::Push => Some(self.push),
+            Channel::Email => self.email,
+            Channel::Sms => self.sms,
+        }
+    }
+
+    async fn send(&self, message: &PlatformMessage) -> Result<(), PlanError> {
+        self.queue.send(&message.to_json()).await?;
+        Ok(())
+    }
+
+    /// One platform queue message.
+    pub async fn handle(&self, message: &PlatformMessage) -> Result<(), PlanError> {
+        match message {
+            PlatformMessage::Fire { mailing_id, at } => self.fire(mailing_id, at.as_deref()).await,
+            PlatformMessage::Expand { mailing_id, run, cursor } => self.expand(mailing_id, run, cursor.as_deref()).await,
+            PlatformMessage::Jobs { mailing_id, run, users } => self.jobs(mailing_id, run, users).await,
+            PlatformMessage::Release { notification_id } => self.release(notification_id).await,
+        }
+    }
+
+    /// The time a fire stands for: its own, else the mailing's `send_at`, else its creation.
+    fn fire_time(m: &Mailing, at: Option<&str>) -> time::OffsetDateTime {
+        at.and_then(parse_time)
+            .or_else(|| m.send_at.as_deref().and_then(parse_time))
+            .or_else(|| parse_time(&m.created_at))
+            .unwrap_or_else(now)
+    }
+
+    /// Starts the run a fire stands for, once, and queues its first page.
+    pub async fn fire(&self, mailing_id: &str, at: Option<&str>) -> Result<(), PlanError> {
+        let Some(m) = self.mailings.get_mailing(mailing_id).await? else {
+            tracing::info!(mailing_id, "fire of an unknown mailing: nothing to do");
+            return Ok(());
+        };
+        let run = crate::domain::run_key(Self::fire_time(&m, at));
+        if !self.mailings.start_run(mailing_id, &run).await? {
+            // Seen before: carry on only if that very run never got its first page queued (a
+            // crash right after starting it); a repeated page is harmless.
+            let again = self.mailings.get_mailing(mailing_id).await?;
+            let unfinished =
+                again.is_some_and(|m| m.status == MailingStatus::Sending && m.last_run.as_deref() == Some(&*run) && !m.expanded);
+            if !unfinished {
+                tracing::info!(mailing_id, run, "a repeated or stale fire, or a cancelled mailing: nothing to do");
+                return Ok(());
+            }
+        }
+        tracing::info!(mailing_id, run, "run started");
+        self.send(&PlatformMessage::Expand { mailing_id: mailing_id.to_string(), run, cursor: None }).await
+    }
+
+    /// The users of one page of an audience, and where the next page starts.
+    async fn audience_page(&self, audience: &MailingAudience, cursor: Option<&str>) -> Result<(Vec<String>, Option<String>), PlanError> {
+        Ok(match audience {
+            MailingAudience::Users(list) => {
+                let start: usize = cursor.and_then(|c| c.parse().ok()).unwrap_or(0).min(list.len());
+                let end = (start + PAGE_USERS).min(list.len());
+                (list[start..end].to_vec(), (end < list.len()).then(|| end.to_string()))
+            }
+            MailingAudience::EventName(event) => {
+                let page = self.subscriptions.event_subscribers(event, cursor, PAGE_USERS).await?;
+                let mut users: Vec<String> = Vec::with_capacity(page.items.len());
+                for s in page.items {
+                    if !users.contains(&s.user_id) {
+                        users.push(s.user_id);
+                    }
+                }
+                (users, page.next)
+            }
+            MailingAudience::All => {
+                let page = self.users.list_users(cursor, PAGE_USERS).await?;
+                (page.items.into_iter().map(|p| p.user_id).collect(), page.next)
+            }
+        })
+    }
+
+    fn record(m: &Mailing, user_id: &str, channel: Channel) -> Notification {
+        let at = rfc3339(now());
+        let (event_id, mailing_id) = match m.kind {
+            MailingKind::Event => (Some(m.id.clone()), None),
+            MailingKind::Mailing => (None, Some(m.id.clone())),
+        };
+        Notification {
+            id: notification_id(&m.id, user_id, channel),
+            user_id: user_id.to_string(),
+            channel,
+            status: NotificationStatus::Queued,
+            reason: None,
+            event_id,
+            mailing_id,
+            held_until: None,
+            created_at: at.clone(),
+            updated_at: at,
+            expires_at: epoch_secs(now()) + HISTORY_TTL_SECS,
+        }
+    }
+
+    /// Creates the records of these users' jobs in a run (once each), counted in the run.
+    async fn create_records(&self, m: &Mailing, run: &str, users: &[String]) -> Result<(), PlanError> {
+        let mut created = 0;
+        for user in users {
+            for channel in &m.channels {
+                if self.notifications.create_notification(&Self::record(m, user, *channel)).await? {
+                    created += 1;
+                }
+            }
+        }
+        if created > 0 {
+            self.mailings.add_to_counts(&m.id, run, created, 0, &[]).await?;
+        }
+        Ok(())
+    }
+
+    /// One page of a run's audience: its records, its jobs message, then the next page (or the
+    /// run marked expanded).
+    pub async fn expand(&self, mailing_id: &str, run: &str, cursor: Option<&str>) -> Result<(), PlanError> {
+        let Some(m) = self.mailings.get_mailing(mailing_id).await? else { return Ok(()) };
+        if m.last_run.as_deref() != Some(run) || m.status != MailingStatus::Sending {
+            tracing::info!(mailing_id, run, "a page of a run no longer current: nothing to do");
+            return Ok(());
+        }
+        let (users, next) = self.audience_page(&m.audience, cursor).await?;
+        self.create_records(&m, run, &users).await?;
+        if !users.is_empty() {
+            self.send(&PlatformMessage::Jobs { mailing_id: mailing_id.to_string(), run: run.to_string(), users }).await?;
+        }
+        match next {
+            Some(cursor) => {
+                self.send(&PlatformMessage::Expand { mailing_id: mailing_id.to_string(), run: run.to_string(), cursor: Some(cursor) }).await
+            }
+            None => {
+                self.mailings.mark_expanded(mailing_id, run).await?;
+                self.try_finish(&m, run).await
+            }
+        }
+    }
+
+    /// Runs a small audience's jobs at once (`POST /events` with `users`): the run, its records
+    /// and its jobs, all in this call.
+    pub async fn run_inline(&self, m: &Mailing, run: &str, users: &[String]) -> Result<(), PlanError> {
+        if !self.mailings.start_run(&m.id, run).await? {
+            tracing::info!(mailing_id = m.id, "seen before: only the jobs never finished are done");
+        }
+        self.create_records(m, run, users).await?;
+        self.mailings.mark_expanded(&m.id, run).await?;
+        self.jobs(&m.id, run, users).await
+    }
+
+    /// A jobs message: every channel of these users.
+    pub async fn jobs(&self, mailing_id: &str, run: &str, users: &[String]) -> Result<(), PlanError> {
+        let Some(m) = self.mailings.get_mailing(mailing_id).await? else { return Ok(()) };
+        let mut retry = None;
+        for user_id in users {
+            let profile = self.profile(user_id).await?;
+            for channel in &m.channels {
+                match self.job(&m, run, &profile, *channel).await {
+                    Ok(()) => {}
+                    // The others go on; the message comes back for what is left.
+                    Err(PlanError::Retry(reason)) => retry = Some(reason),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        self.try_finish(&m, run).await?;
+        match retry {
+            Some(reason) => Err(PlanError::Retry(reason)),
+            None => Ok(()),
+        }
+    }
+
+    async fn profile(&self, user_id: &str) -> Result<UserProfile, PlanError> {
+        Ok(self.users.get_user(user_id).await?.unwrap_or_else(|| UserProfile::new(user_id, &rfc3339(now()))))
+    }
+
+    /// Claims a record's send (a lease): `false` when another worker holds it. `step` tells the
+    /// job's first run from a release of what it held (each release its own: `held_until`).
+    async fn claim(&self, notification_id: &str, step: &str) -> Result<bool, PlanError> {
+        Ok(self.notifications.claim_event(&format!("send:{notification_id}:{step}"), epoch_secs(now()) + JOB_LEASE_SECS).await?)
+    }
+
+    /// One user on one channel.
+    async fn job(&self, m: &Mailing, run: &str, profile: &UserProfile, channel: Channel) -> Result<(), PlanError> {
+        let id = notification_id(&m.id, &profile.user_id, channel);
+        let Some(record) = self.notifications.get_notification(&id).await? else {
+            // Created at expansion; gone only if it expired.
+            return Ok(());
+        };
+        if record.status != NotificationStatus::Queued || !self.claim(&id, "job").await? {
+            return Ok(());
+        }
+        // Read again under the claim: another worker may have finished it just before.
+        let Some(mut record) = self.notifications.get_notification(&id).await?.filter(|r| r.status == NotificationStatus::Queued) else {
+            return Ok(());
+        };
+        let outcome = if m.status == MailingStatus::Cancelled {
+            Outcome::of(NotificationStatus::Skipped, "the mailing was cancelled")
+        } else {
+            self.outcome(&id, m, profile, channel).await?
+        };
+        self.record_outcome(m, &mut record, outcome).await?;
+        self.mailings.add_to_counts(&m.id, run, 0, 1, &[(count_key(channel, record.status), 1)]).await?;
+        Ok(())
+    }
+
+    async fn record_outcome(&self, m: &Mailing, record: &mut Notification, outcome: Outcome) -> Result<(), PlanError> {
+        record.status = outcome.status;
+        record.reason = outcome.reason;
+        record.held_until = outcome.held_until.map(rfc3339);
+        record.updated_at = rfc3339(now());
+        tracing::info!(
+            notification_id = record.id,
+            mailing_id = m.id,
+            channel = record.channel.as_str(),
+            status = record.status.as_str(),
+            "planned"
+        );
+        self.notifications.update_notification(record).await?;
+        if let Some(until) = outcome.held_until {
+            let release = PlatformMessage::Release { notification_id: record.id.clone() };
+            self.scheduler.schedule_at(&release_schedule(&record.id), until, &release).await?;
+        }
+        Ok(())
+    }
+
+    /// A held notification whose quiet hours ended: planned again (quiet hours changed since may
+    /// hold it again), its count moved from `held` to what it came to.
+    pub async fn release(&self, notification_id: &str) -> Result<(), PlanError> {
+        let Some(record) = self.notifications.get_notification(notification_id).await? else { return Ok(()) };
+        let step = format!("release {}", record.held_until.as_deref().unwrap_or_default());
+        if record.status != NotificationStatus::Held || !self.claim(notification_id, &step).await? {
+            return Ok(());
+        }
+        let Some(mut record) = self.notifications.get_notification(notification_id).await?.filter(|r| r.status == NotificationStatus::Held)
+        else {
+            return Ok(());
+        };
+        let source = record.event_id.clone().or_else(|| record.mailing_id.clone()).unwrap_or_default();
+        let Some(m) = self.mailings.get_mailing(&source).await? else {
+            record.status = NotificationStatus::Failed;
+            record.reason = Some("its event or mailing is gone (expired)".into());
+            record.updated_at = rfc3339(now());
+            self.notifications.update_notification(&record).await?;
+            return Ok(());
+        };
+        let channel = record.channel;
+        let profile = self.profile(&record.user_id).await?;
+        let outcome = if m.status == MailingStatus::Cancelled {
+            Outcome::of(NotificationStatus::Skipped, "the mailing was cancelled")
+        } else {
+            self.outcome(notification_id, &m, &profile, channel).await?
+        };
+        self.record_outcome(&m, &mut record, outcome).await?;
+        if record.status != NotificationStatus::Held {
+            let moved = [(count_key(channel, NotificationStatus::Held), -1), (count_key(channel, record.status), 1)];
+            self.mailings.add_to_counts(&m.id, "", 0, 0, &moved).await?;
+        }
+        Ok(())
+    }
+
+    async fn try_finish(&self, m: &Mailing, run: &str) -> Result<(), PlanError> {
+        let Some(now_m) = self.mailings.get_mailing(&m.id).await? else { return Ok(()) };
+        if now_m.status == MailingStatus::Sending && now_m.last_run.as_deref() == Some(run) && now_m.run_finished() {
+            let to = if now_m.recurrence.is_some() { MailingStatus::Scheduled } else { MailingStatus::Sent };
+            if self.mailings.finish_run(&m.id, run, to).await? {
+                tracing::info!(mailing_id = m.id, run, status = to.as_str(), "run finished");
+            }
+        }
+        Ok(())
+    }
+
+    /// What one job comes to: preferences, quiet hours (unless critical), the address, the
+    /// template for the user's locale, the send.
+    async fn outcome(&self, id: &str, m: &Mailing, profile: &UserProfile, channel: Channel) -> Result<Outcome, PlanError> {
+        use NotificationStatus::{Failed, Held, Sent, Skipped};
+        let c = channel.as_str();
+        if !channel_allowed(profile, channel) {
+            return Ok(Outcome::of(Skipped, format!("the user turned {c} off")));
+        }
+        if !m.critical
+            && let Some(until) = quiet_until(profile, now())
+        {
+            return Ok(Outcome { status: Held, reason: Some(format!("quiet hours until {}", rfc3339(until))), held_until: Some(until) });
+        }
+        let to = match channel {
+            Channel::Email => profile.email.clone(),
+            Channel::Sms => profile.phone.clone(),
+            Channel::Push => Some(profile.user_id.clone()),
+        };
+        let Some(to) = to else {
+            let what = if channel == Channel::Email { "an email address" } else { "a phone number" };
+            return Ok(Outcome::of(Failed, format!("the user has no {what}")));
+        };
+        let (subject, body, html) = match &m.content {
+            Content::FreeForm { title, body } => (title.clone(), body.clone(), None),
+            Content::Templates(names) => {
+                let Some(name) = names.get(&channel) else { return Ok(Outcome::of(Failed, format!("no {c} template"))) };
+                let Some(template) = self.templates.template_for(name, channel, profile.locale.as_deref()).await? else {
+                    return Ok(Outcome::of(Failed, format!("the {c} template {name:?} is gone")));
+                };
+                let user = serde_json::to_value(profile).unwrap_or_else(|_| json!({}));
+                let data: &Value = &m.data;
+                match templates::render(&Sources::of(&template), &user, data) {
+                    Ok(r) => (r.subject, r.body, r.html),
+                    Err(e) => return Ok(Outcome::of(Failed, format!("template {name:?}: {e}"))),
+                }
+            }
+        };
+        let Some(sender) = self.sender(channel) else {
+            return Ok(Outcome::of(Failed, format!("{c} is not configured in this deployment")));
+        };
+        let message = Outgoing { notification_id: id.to_string(), channel, user_id: profile.user_id.clone(), to, subject, body, html };
+        Ok(match sender.send(&message).await {
+            Ok(()) => Outcome { status: Sent, reason: None, held_until: None },
+            Err(e @ SendError::Failed(_)) => Outcome::of(Failed, e.to_string()),
+            // Throttled or unavailable: recorded as failed with the provider's reason (the
+            // worker's retries with backoff are not in this slice).
+            Err(e @ SendError::Unavailable(_)) => Outcome::of(Failed, e.to_string()),
+        })
+    }
+}

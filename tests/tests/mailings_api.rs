@@ -1,0 +1,381 @@
+//! Mailings and time (CONTRACT §9, "Mailings", "Rules") end to end: real HTTP and WebSocket
+//! clients against herald-local, on the embedded backend and on DynamoDB Local + moto's SQS,
+//! through the same `platform-admin`, `platform-events` and `platform-worker` handlers the cloud
+//! runs, with herald-local's own scheduler firing what is due.
+
+use std::time::{Duration, Instant};
+
+use herald::platform::schedule::PlatformMessage;
+use herald_local::Server;
+use herald_tests::local::{
+    On, admin_token, assert_silent, http_call, next_json, notify_client, publisher, send_json, spawn_app, user_token,
+};
+use herald_tests::on_both;
+use serde_json::{Value, json};
+
+async fn call(server: &Server, method: &str, path: &str, auth: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    http_call(server, method, path, auth, body.map(|b| b.to_string()).as_deref()).await
+}
+
+async fn admin_ok(server: &Server, method: &str, path: &str, body: Value) -> Value {
+    let (status, reply) = call(server, method, path, Some(&admin_token()), Some(body)).await;
+    assert!((200..300).contains(&status), "{method} {path}: {status} {reply}");
+    reply
+}
+
+async fn outbox(server: &Server) -> Vec<Value> {
+    let (status, reply) = call(server, "GET", "/outbox", Some(&admin_token()), None).await;
+    assert_eq!(status, 200, "{reply}");
+    reply["items"].as_array().expect("items").clone()
+}
+
+async fn mailing(server: &Server, id: &str) -> Value {
+    let (status, reply) = call(server, "GET", &format!("/mailings/{id}"), Some(&admin_token()), None).await;
+    assert_eq!(status, 200, "{reply}");
+    reply
+}
+
+/// Polls the mailing until its status is `want` (within `within`).
+async fn until_status(server: &Server, id: &str, want: &str, within: Duration) -> Value {
+    let start = Instant::now();
+    loop {
+        let m = mailing(server, id).await;
+        if m["status"] == want {
+            return m;
+        }
+        assert!(start.elapsed() < within, "mailing {id} is still {} after {within:?}: {m}", m["status"]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls the outbox until it holds `n` items (within `within`); returns them and when they came.
+async fn until_outbox(server: &Server, n: usize, within: Duration) -> (Vec<Value>, Instant) {
+    let start = Instant::now();
+    loop {
+        let items = outbox(server).await;
+        if items.len() >= n {
+            return (items, Instant::now());
+        }
+        assert!(start.elapsed() < within, "the outbox holds {} of {n} after {within:?}: {items:?}", items.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn history(server: &Server, query: &str) -> Vec<Value> {
+    let (status, reply) = call(server, "GET", &format!("/notifications?{query}"), Some(&admin_token()), None).await;
+    assert_eq!(status, 200, "{query}: {reply}");
+    reply["items"].as_array().expect("items").clone()
+}
+
+/// An email template `promo` and a push one `promo`; users with addresses.
+async fn promo(server: &Server, users: &[&str]) {
+    admin_ok(
+        server,
+        "POST",
+        "/templates",
+        json!({"name":"promo","channel":"email","subject":"Hi {{ user.name }}","body":"{{ data.offer }} for {{ user.name }}"}),
+    )
+    .await;
+    admin_ok(server, "POST", "/templates", json!({"name":"promo","channel":"push","subject":"Offer","body":"{{ data.offer }}"})).await;
+    for u in users {
+        admin_ok(server, "PUT", &format!("/users/{u}"), json!({"email": format!("{u}@example.com"), "name": u.to_uppercase()})).await;
+    }
+}
+
+async fn create(server: &Server, body: Value) -> Value {
+    let (status, reply) = call(server, "POST", "/mailings", Some(&admin_token()), Some(body)).await;
+    assert_eq!(status, 201, "{reply}");
+    assert!(reply["id"].is_string() && reply["next_runs"].is_array(), "{reply}");
+    reply
+}
+
+async fn a_mailing_to_two_users_is_sent(on: On) {
+    let server = spawn_app(on).await;
+    promo(&server, &["ann", "bob"]).await;
+    let m = create(
+        &server,
+        json!({"name":"spring","template":"promo","channels":["email"],"audience":{"users":["ann","bob"]},"data":{"offer":"-20%"}}),
+    )
+    .await;
+    let id = m["id"].as_str().unwrap();
+    let done = until_status(&server, id, "sent", Duration::from_secs(10)).await;
+    assert_eq!(done["counts"], json!({"email": {"sent": 2}}), "{done}");
+    assert_eq!(done["jobs"], json!({"planned": 2, "recorded": 2}), "{done}");
+    let mut mail: Vec<(String, String, String)> = outbox(&server)
+        .await
+        .iter()
+        .map(|i| (i["to"].as_str().unwrap().into(), i["subject"].as_str().unwrap().into(), i["body"].as_str().unwrap().into()))
+        .collect();
+    mail.sort();
+    assert_eq!(
+        mail,
+        [
+            ("ann@example.com".to_string(), "Hi ANN".to_string(), "-20% for ANN".to_string()),
+            ("bob@example.com".to_string(), "Hi BOB".to_string(), "-20% for BOB".to_string())
+        ]
+    );
+    let records = history(&server, &format!("mailing_id={id}")).await;
+    assert_eq!(records.len(), 2, "{records:?}");
+    for r in &records {
+        assert_eq!((r["status"].as_str(), r["mailing_id"].as_str(), r["channel"].as_str()), (Some("sent"), Some(id), Some("email")), "{r}");
+    }
+    let (status, list) = call(&server, "GET", "/mailings", Some(&admin_token()), None).await;
+    assert_eq!((status, list["items"][0]["id"].as_str()), (200, Some(id)), "{list}");
+
+    // A repeated fire, and a repeated page of jobs, send nothing twice.
+    let run = done["jobs"].clone();
+    for message in [
+        PlatformMessage::Fire { mailing_id: id.to_string(), at: None },
+        PlatformMessage::Expand { mailing_id: id.to_string(), run: "0".repeat(24), cursor: None },
+    ] {
+        server.app.handlers.platform.send(&message.to_json()).await.unwrap();
+    }
+    let records_before = history(&server, &format!("mailing_id={id}")).await;
+    let filter = herald::domain::NotificationFilter { mailing_id: Some(id.into()), ..Default::default() };
+    let page = server.app.handlers.store.list_notifications(&filter, None, 10).await.unwrap();
+    let users: Vec<String> = page.items.iter().map(|n| n.user_id.clone()).collect();
+    let stored = server.app.handlers.store.get_mailing(id).await.unwrap().unwrap();
+    let jobs = PlatformMessage::Jobs { mailing_id: id.to_string(), run: stored.last_run.unwrap(), users };
+    server.app.handlers.platform.send(&jobs.to_json()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(outbox(&server).await.len(), 2, "nothing sent twice");
+    assert_eq!(history(&server, &format!("mailing_id={id}")).await, records_before);
+    let after = mailing(&server, id).await;
+    assert_eq!(
+        (after["status"].as_str(), &after["jobs"], &after["counts"]),
+        (Some("sent"), &run, &json!({"email": {"sent": 2}})),
+        "{after}"
+    );
+
+    // Sent: nothing is left to cancel.
+    let (status, reply) = call(&server, "POST", &format!("/mailings/{id}/cancel"), Some(&admin_token()), None).await;
+    assert_eq!((status, reply["error"]["code"].as_str()), (409, Some("nothing_to_cancel")), "{reply}");
+}
+
+/// Connects `user` and subscribes it to `event`.
+async fn subscriber(server: &Server, user: &str, event: &str) -> herald_tests::local::Ws {
+    let mut ws = notify_client(server, user, "").await;
+    send_json(&mut ws, json!({"type":"subscribe","event_name":event})).await;
+    let reply = next_json(&mut ws).await;
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+    ws
+}
+
+async fn a_mailing_reaches_an_events_subscribers(on: On) {
+    let server = spawn_app(on).await;
+    promo(&server, &[]).await;
+    let mut a = subscriber(&server, "ann", "news").await;
+    let mut b = subscriber(&server, "bob", "news").await;
+    let mut other = subscriber(&server, "eve", "sports").await;
+    let m = create(
+        &server,
+        json!({"name":"n","template":"promo","channels":["push"],"audience":{"event_name":"news"},"data":{"offer":"free"}}),
+    )
+    .await;
+    for ws in [&mut a, &mut b] {
+        let push = next_json(ws).await;
+        assert_eq!((push["title"].as_str(), push["body"].as_str()), (Some("Offer"), Some("free")), "{push}");
+    }
+    assert_silent(&mut other, Duration::from_millis(300)).await;
+    let done = until_status(&server, m["id"].as_str().unwrap(), "sent", Duration::from_secs(10)).await;
+    assert_eq!(done["counts"], json!({"push": {"sent": 2}}), "{done}");
+
+    // An event to the same subscribers (POST /events with event_name), paged by the worker too.
+    let reply = {
+        let body = json!({"event":"breaking","event_name":"news","title":"Breaking","body":"Now"});
+        let (status, reply) = call(&server, "POST", "/events", Some(&publisher()), Some(body)).await;
+        assert_eq!(status, 202, "{reply}");
+        reply
+    };
+    for ws in [&mut a, &mut b] {
+        let push = next_json(ws).await;
+        assert_eq!((push["title"].as_str(), push["body"].as_str()), (Some("Breaking"), Some("Now")), "{push}");
+    }
+    assert_silent(&mut other, Duration::from_millis(300)).await;
+    let records = history(&server, &format!("event_id={}", reply["id"].as_str().unwrap())).await;
+    assert_eq!(records.iter().filter(|r| r["status"] == "sent").count(), 2, "{records:?}");
+}
+
+async fn a_mailing_to_all_users(on: On) {
+    let server = spawn_app(on).await;
+    promo(&server, &["u1", "u2", "u3"]).await;
+    let m =
+        create(&server, json!({"name":"all","template":"promo","channels":["email"],"audience":{"all":true},"data":{"offer":"x"}})).await;
+    let done = until_status(&server, m["id"].as_str().unwrap(), "sent", Duration::from_secs(10)).await;
+    assert_eq!(done["counts"], json!({"email": {"sent": 3}}), "{done}");
+    let mut to: Vec<String> = outbox(&server).await.iter().map(|i| i["to"].as_str().unwrap().to_string()).collect();
+    to.sort();
+    assert_eq!(to, ["u1@example.com", "u2@example.com", "u3@example.com"]);
+}
+
+fn in_secs(secs: i64) -> (String, Instant) {
+    let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(secs);
+    let at = at.replace_nanosecond(0).unwrap();
+    let wait = (at - time::OffsetDateTime::now_utc()).as_seconds_f64().max(0.0);
+    (at.format(&time::format_description::well_known::Rfc3339).unwrap(), Instant::now() + Duration::from_secs_f64(wait))
+}
+
+async fn send_at_is_honoured(on: On) {
+    let server = spawn_app(on).await;
+    promo(&server, &["ann"]).await;
+    // An event two seconds ahead: not before, and within a second after.
+    let (at, due) = in_secs(2);
+    let body = json!({"event":"reminder","user_id":"ann","title":"Soon","body":"It is time","channels":["email"],"send_at":at});
+    let (status, reply) = call(&server, "POST", "/events", Some(&publisher()), Some(body)).await;
+    assert_eq!(status, 202, "{reply}");
+    tokio::time::sleep(due.saturating_duration_since(Instant::now()).saturating_sub(Duration::from_millis(300))).await;
+    assert!(outbox(&server).await.is_empty(), "sent before its send_at");
+    assert!(history(&server, &format!("event_id={}", reply["id"].as_str().unwrap())).await.is_empty());
+    let (mail, came) = until_outbox(&server, 1, Duration::from_secs(5)).await;
+    assert!(came >= due, "sent {:?} early", due - came);
+    assert!(came.duration_since(due) <= Duration::from_secs(1), "sent {:?} after its send_at", came.duration_since(due));
+    assert_eq!((mail[0]["subject"].as_str(), mail[0]["body"].as_str()), (Some("Soon"), Some("It is time")));
+
+    // A mailing too: scheduled until then, with its send_at as its next run.
+    let (at, due) = in_secs(2);
+    let m = create(
+        &server,
+        json!({"name":"later","template":"promo","channels":["email"],"audience":{"users":["ann"]},"data":{"offer":"y"},"send_at":at}),
+    )
+    .await;
+    assert_eq!((m["status"].as_str(), &m["next_runs"]), (Some("scheduled"), &json!([at])), "{m}");
+    tokio::time::sleep(due.saturating_duration_since(Instant::now()).saturating_sub(Duration::from_millis(300))).await;
+    assert_eq!(mailing(&server, m["id"].as_str().unwrap()).await["status"], "scheduled");
+    let (_, came) = until_outbox(&server, 2, Duration::from_secs(5)).await;
+    assert!(came >= due && came.duration_since(due) <= Duration::from_secs(1), "{:?}", came.checked_duration_since(due));
+    until_status(&server, m["id"].as_str().unwrap(), "sent", Duration::from_secs(5)).await;
+
+    // A send_at in the past is now.
+    let body = json!({"event":"late","user_id":"ann","title":"Late","channels":["email"],"send_at":"2020-01-01T00:00:00Z"});
+    assert_eq!(call(&server, "POST", "/events", Some(&publisher()), Some(body)).await.0, 202);
+    until_outbox(&server, 3, Duration::from_secs(2)).await;
+}
+
+async fn cancelled_before_it_is_sent_nothing_goes(on: On) {
+    let server = spawn_app(on).await;
+    promo(&server, &["ann"]).await;
+    let (at, due) = in_secs(2);
+    let m = create(
+        &server,
+        json!({"name":"c","template":"promo","channels":["email"],"audience":{"users":["ann"]},"data":{"offer":"z"},"send_at":at}),
+    )
+    .await;
+    let id = m["id"].as_str().unwrap();
+    for (auth, status) in [(None, 401), (Some(user_token("ann")), 403)] {
+        assert_eq!(call(&server, "POST", &format!("/mailings/{id}/cancel"), auth.as_deref(), None).await.0, status);
+    }
+    let (status, reply) = call(&server, "POST", &format!("/mailings/{id}/cancel"), Some(&admin_token()), None).await;
+    assert_eq!((status, reply["status"].as_str(), &reply["next_runs"]), (200, Some("cancelled"), &json!([])), "{reply}");
+    tokio::time::sleep(due.saturating_duration_since(Instant::now()) + Duration::from_millis(800)).await;
+    assert!(outbox(&server).await.is_empty(), "a cancelled mailing sent");
+    assert!(history(&server, &format!("mailing_id={id}")).await.is_empty());
+    assert_eq!(mailing(&server, id).await["status"], "cancelled");
+    let (status, reply) = call(&server, "POST", &format!("/mailings/{id}/cancel"), Some(&admin_token()), None).await;
+    assert_eq!((status, reply["error"]["code"].as_str()), (409, Some("nothing_to_cancel")), "{reply}");
+
+    // A scheduled event is cancelled by its transaction id.
+    let (at, due) = in_secs(2);
+    let body = json!({"event":"e","user_id":"ann","title":"T","channels":["email"],"send_at":at,"transaction_id":"tx-later"});
+    assert_eq!(call(&server, "POST", "/events", Some(&publisher()), Some(body)).await.0, 202);
+    let (status, reply) = call(&server, "DELETE", "/events/tx-later", Some(&publisher()), None).await;
+    assert_eq!((status, reply["status"].as_str()), (200, Some("cancelled")), "{reply}");
+    tokio::time::sleep(due.saturating_duration_since(Instant::now()) + Duration::from_millis(800)).await;
+    assert!(outbox(&server).await.is_empty(), "a cancelled event sent");
+    assert_eq!(call(&server, "DELETE", "/events/tx-later", Some(&publisher()), None).await.0, 409);
+}
+
+/// `(month, day, hour:minute)` of an RFC 3339 UTC time.
+fn parts(t: &Value) -> (u32, u32, String) {
+    let s = t.as_str().unwrap();
+    (s[5..7].parse().unwrap(), s[8..10].parse().unwrap(), s[11..16].to_string())
+}
+
+async fn next_runs_follow_the_dst_rule(on: On) {
+    let server = spawn_app(on).await;
+    promo(&server, &[]).await;
+    let base = json!({"name":"r","template":"promo","channels":["push"],"audience":{"all":true}});
+    let with = |cron: &str| {
+        let mut b = base.clone();
+        b["recurrence"] = json!({"cron": cron, "timezone": "Europe/Berlin"});
+        b
+    };
+    // Sundays of March at 02:30 Berlin time: 01:30 UTC (CET); on the last Sunday of March the
+    // clocks skip 02:00-03:00, so that day has no run (it is never moved to 03:30).
+    let spring = create(&server, with("30 2 * 3 SUN")).await;
+    let runs = spring["next_runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 5, "{spring}");
+    for r in runs {
+        let (month, day, hm) = parts(r);
+        assert_eq!((month, hm.as_str()), (3, "01:30"), "{r}");
+        assert!(day <= 24, "{r} is the last Sunday of March, when 02:30 does not exist in Berlin");
+    }
+    // Sundays of October at 02:30: 00:30 UTC (CEST); on the last Sunday 02:30 happens twice and
+    // the run is the first, once.
+    let autumn = create(&server, with("30 2 * 10 SUN")).await;
+    let runs = autumn["next_runs"].as_array().unwrap();
+    let mut dates: Vec<&str> = Vec::new();
+    for r in runs {
+        let (month, _, hm) = parts(r);
+        assert_eq!((month, hm.as_str()), (10, "00:30"), "{r}");
+        let date = &r.as_str().unwrap()[..10];
+        assert!(!dates.contains(&date), "{date} runs twice: {runs:?}");
+        dates.push(date);
+    }
+    assert!(runs.iter().any(|r| parts(r).1 >= 25), "the last Sunday of October is among them: {runs:?}");
+    assert_eq!(autumn["status"], "scheduled");
+    // Bad crons, zones and audiences are refused, naming the field.
+    for (patch, field) in [
+        (json!({"recurrence":{"cron":"0 25 * * *","timezone":"Europe/Berlin"}}), "recurrence.cron"),
+        (json!({"recurrence":{"cron":"0 9 * * *","timezone":"Europe/Atlantis"}}), "recurrence.timezone"),
+        (json!({"audience":{"group":"x"}}), "audience.group"),
+        (json!({"audience":{"users":"ann"}}), "audience.users"),
+    ] {
+        let mut b = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        let (status, reply) = call(&server, "POST", "/mailings", Some(&admin_token()), Some(b)).await;
+        assert_eq!((status, reply["error"]["code"].as_str()), (400, Some("bad_request")), "{patch}: {reply}");
+        assert!(reply["error"]["message"].as_str().unwrap().contains(&format!("\"{field}")), "{patch}: {reply}");
+    }
+    assert_eq!(call(&server, "POST", "/mailings", Some(&user_token("ann")), Some(with("0 9 * * *"))).await.0, 403);
+}
+
+async fn held_by_quiet_hours_then_released(on: On) {
+    let server = spawn_app(on).await;
+    promo(&server, &[]).await;
+    // Quiet hours that end at the next minute (UTC: the user has no zone).
+    let now = time::OffsetDateTime::now_utc();
+    let (h, m) = (now.hour() as u32, now.minute() as u32);
+    let start = format!("{:02}:{:02}", (h + 23) % 24, m);
+    let end_minutes = (h * 60 + m + 1) % (24 * 60);
+    let end = format!("{:02}:{:02}", end_minutes / 60, end_minutes % 60);
+    admin_ok(&server, "PUT", "/users/sleepy", json!({"email":"sleepy@example.com","quiet_hours":{"start":start,"end":end}})).await;
+    let made =
+        create(&server, json!({"name":"q","template":"promo","channels":["email"],"audience":{"users":["sleepy"]},"data":{"offer":"o"}}))
+            .await;
+    let id = made["id"].as_str().unwrap();
+    // Held counts as recorded: the mailing is sent, its email held.
+    let held = until_status(&server, id, "sent", Duration::from_secs(10)).await;
+    assert_eq!(held["counts"], json!({"email": {"held": 1}}), "{held}");
+    let records = history(&server, &format!("mailing_id={id}")).await;
+    assert_eq!(records[0]["status"], "held", "{records:?}");
+    assert!(outbox(&server).await.is_empty());
+    // Released when the quiet hours end (within a minute), within a second or so of it.
+    let (mail, _) = until_outbox(&server, 1, Duration::from_secs(75)).await;
+    assert_eq!(mail[0]["to"], "sleepy@example.com");
+    let records = history(&server, &format!("mailing_id={id}")).await;
+    assert_eq!((records[0]["status"].as_str(), records[0]["held_until"].is_null()), (Some("sent"), true), "{records:?}");
+    let after = mailing(&server, id).await;
+    assert_eq!(after["counts"], json!({"email": {"sent": 1}}), "{after}");
+}
+
+on_both!(
+    a_mailing_to_two_users_is_sent,
+    a_mailing_reaches_an_events_subscribers,
+    a_mailing_to_all_users,
+    send_at_is_honoured,
+    cancelled_before_it_is_sent_nothing_goes,
+    next_runs_follow_the_dst_rule,
+    held_by_quiet_hours_then_released,
+);
