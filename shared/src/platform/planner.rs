@@ -36,6 +36,10 @@ use crate::store::{MailingStore, NotificationStore, StoreError, SubscriptionStor
 pub const HISTORY_TTL_SECS: i64 = 30 * 24 * 3600;
 /// How long a job's claim holds before another worker may take the job again.
 pub const JOB_LEASE_SECS: i64 = 120;
+/// Sends tried per job when the service does not take them (throttled, 5xx, timeout), waiting
+/// [`SEND_BACKOFF`], then twice that, … between them.
+pub const SEND_ATTEMPTS: u32 = 3;
+pub const SEND_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
 /// Users per page of an audience: one queue message of jobs (× channels).
 pub const PAGE_USERS: usize = 100;
 
@@ -174,14 +178,20 @@ impl Planner<'_> {
         })
     }
 
-    fn record(m: &Mailing, user_id: &str, channel: Channel) -> Notification {
+    /// Whose jobs a run's are: a recurring mailing's runs each have their own (its id and the
+    /// run's key), so every run sends; a one-off mailing's or an event's are its id.
+    pub fn job_source(m: &Mailing, run: &str) -> String {
+        if m.recurrence.is_some() { format!("{}@{run}", m.id) } else { m.id.clone() }
+    }
+
+    fn record(m: &Mailing, run: &str, user_id: &str, channel: Channel) -> Notification {
         let at = rfc3339(now());
         let (event_id, mailing_id) = match m.kind {
             MailingKind::Event => (Some(m.id.clone()), None),
             MailingKind::Mailing => (None, Some(m.id.clone())),
         };
         Notification {
-            id: notification_id(&m.id, user_id, channel),
+            id: notification_id(&Self::job_source(m, run), user_id, channel),
             user_id: user_id.to_string(),
             channel,
             status: NotificationStatus::Queued,
@@ -200,7 +210,7 @@ impl Planner<'_> {
         let mut created = 0;
         for user in users {
             for channel in &m.channels {
-                if self.notifications.create_notification(&Self::record(m, user, *channel)).await? {
+                if self.notifications.create_notification(&Self::record(m, run, user, *channel)).await? {
                     created += 1;
                 }
             }
@@ -280,7 +290,7 @@ impl Planner<'_> {
 
     /// One user on one channel.
     async fn job(&self, m: &Mailing, run: &str, profile: &UserProfile, channel: Channel) -> Result<(), PlanError> {
-        let id = notification_id(&m.id, &profile.user_id, channel);
+        let id = notification_id(&Self::job_source(m, run), &profile.user_id, channel);
         let Some(record) = self.notifications.get_notification(&id).await? else {
             // Created at expansion; gone only if it expired.
             return Ok(());
@@ -409,12 +419,205 @@ impl Planner<'_> {
             return Ok(Outcome::of(Failed, format!("{c} is not configured in this deployment")));
         };
         let message = Outgoing { notification_id: id.to_string(), channel, user_id: profile.user_id.clone(), to, subject, body, html };
-        Ok(match sender.send(&message).await {
-            Ok(()) => Outcome { status: Sent, reason: None, held_until: None },
-            Err(e @ SendError::Failed(_)) => Outcome::of(Failed, e.to_string()),
-            // Throttled or unavailable: recorded as failed with the provider's reason (the
-            // worker's retries with backoff are not in this slice).
-            Err(e @ SendError::Unavailable(_)) => Outcome::of(Failed, e.to_string()),
-        })
+        // A refusal is final; a service that did not take it (throttled, a 5xx, no answer) is
+        // tried again with backoff, then recorded as failed with its reason.
+        let mut attempt = 1;
+        loop {
+            match sender.send(&message).await {
+                Ok(()) => return Ok(Outcome { status: Sent, reason: None, held_until: None }),
+                Err(e @ SendError::Failed(_)) => return Ok(Outcome::of(Failed, e.to_string())),
+                Err(e @ SendError::Unavailable(_)) if attempt >= SEND_ATTEMPTS => {
+                    return Ok(Outcome::of(Failed, format!("{e} (after {attempt} attempts)")));
+                }
+                Err(e) => {
+                    tracing::warn!(notification_id = id, attempt, error = %e, "send failed: trying again");
+                    tokio::time::sleep(SEND_BACKOFF * 2u32.pow(attempt - 1)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::domain::{Recurrence, run_key};
+    use crate::platform::schedule::Recorded;
+    use crate::store::memory::MemoryStore;
+
+    /// Keeps what it is sent; the first `unavailable` sends are not taken.
+    #[derive(Default)]
+    struct Sender {
+        sent: Mutex<Vec<Outgoing>>,
+        unavailable: Mutex<u32>,
+    }
+
+    #[async_trait::async_trait]
+    impl ChannelSender for Sender {
+        async fn send(&self, message: &Outgoing) -> Result<(), SendError> {
+            let mut left = self.unavailable.lock().unwrap();
+            if *left > 0 {
+                *left -= 1;
+                return Err(SendError::Unavailable("throttled".into()));
+            }
+            self.sent.lock().unwrap().push(message.clone());
+            Ok(())
+        }
+    }
+
+    struct World {
+        store: MemoryStore,
+        email: Sender,
+        push: Sender,
+        queue: Recorded,
+        scheduler: Recorded,
+    }
+
+    impl World {
+        fn new() -> Self {
+            Self {
+                store: MemoryStore::new(),
+                email: Sender::default(),
+                push: Sender::default(),
+                queue: Recorded::default(),
+                scheduler: Recorded::default(),
+            }
+        }
+
+        fn planner(&self) -> Planner<'_> {
+            Planner {
+                templates: &self.store,
+                users: &self.store,
+                subscriptions: &self.store,
+                notifications: &self.store,
+                mailings: &self.store,
+                push: &self.push,
+                email: Some(&self.email),
+                sms: None,
+                queue: &self.queue,
+                scheduler: &self.scheduler,
+            }
+        }
+
+        /// Handles what is on the queue, in order, `limit` messages at most; returns how many.
+        async fn drain(&self, limit: usize) -> usize {
+            let mut done = 0;
+            while done < limit {
+                let next = {
+                    let mut calls = self.queue.calls.lock().unwrap();
+                    if calls.is_empty() { None } else { Some(calls.remove(0)) }
+                };
+                let Some(call) = next else { break };
+                let message: PlatformMessage = serde_json::from_str(call.strip_prefix("send ").unwrap()).unwrap();
+                self.planner().handle(&message).await.unwrap();
+                done += 1;
+            }
+            done
+        }
+
+        async fn mailing(&self, id: &str) -> Mailing {
+            self.store.get_mailing(id).await.unwrap().unwrap()
+        }
+    }
+
+    fn free_form(id: &str, users: usize, recurrence: Option<Recurrence>) -> Mailing {
+        let at = rfc3339(now());
+        Mailing {
+            id: id.into(),
+            kind: MailingKind::Mailing,
+            name: "m".into(),
+            template: None,
+            content: Content::FreeForm { title: Some("T".into()), body: "B".into() },
+            channels: vec![Channel::Push],
+            audience: MailingAudience::Users((0..users).map(|i| format!("u{i}")).collect()),
+            data: json!({}),
+            critical: false,
+            send_at: None,
+            recurrence,
+            status: MailingStatus::Scheduled,
+            last_run: None,
+            expanded: false,
+            created_jobs: 0,
+            done_jobs: 0,
+            counts: Default::default(),
+            created_at: at.clone(),
+            updated_at: at,
+            expires_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_large_audience_is_paged_and_sent_once_the_last_job_is_recorded() {
+        let w = World::new();
+        w.store.create_mailing(&free_form("m", 250, None)).await.unwrap();
+        w.planner().fire("m", None).await.unwrap();
+        // The fire and the three pages (100, 100, 50): every record created, no job run yet.
+        assert_eq!(w.drain(1).await, 1);
+        let m = w.mailing("m").await;
+        assert_eq!((m.status, m.created_jobs, m.expanded), (MailingStatus::Sending, 100, false));
+        // Pages and jobs interleave on the queue; until the last job is recorded, it is sending.
+        loop {
+            let m = w.mailing("m").await;
+            if m.done_jobs == 250 {
+                break;
+            }
+            assert_eq!(m.status, MailingStatus::Sending, "{} of 250 recorded", m.done_jobs);
+            assert_eq!(w.drain(1).await, 1);
+        }
+        w.drain(usize::MAX).await;
+        let m = w.mailing("m").await;
+        assert_eq!((m.status, m.created_jobs, m.done_jobs), (MailingStatus::Sent, 250, 250));
+        assert_eq!(m.counts, [("push.sent".to_string(), 250)].into());
+        let sent = w.push.sent.lock().unwrap();
+        let ids: std::collections::HashSet<&str> = sent.iter().map(|o| o.notification_id.as_str()).collect();
+        assert_eq!((sent.len(), ids.len()), (250, 250));
+    }
+
+    #[tokio::test]
+    async fn each_run_of_a_recurrence_sends_and_a_stale_fire_does_not() {
+        let w = World::new();
+        let every = Recurrence { cron: "0 9 * * *".into(), timezone: "UTC".into() };
+        w.store.create_mailing(&free_form("r", 2, Some(every))).await.unwrap();
+        let (t1, t2) = ("2030-01-01T09:00:00Z", "2030-01-02T09:00:00Z");
+        w.planner().fire("r", Some(t1)).await.unwrap();
+        w.drain(usize::MAX).await;
+        assert_eq!((w.mailing("r").await.status, w.push.sent.lock().unwrap().len()), (MailingStatus::Scheduled, 2));
+        w.planner().fire("r", Some(t2)).await.unwrap();
+        w.drain(usize::MAX).await;
+        assert_eq!(w.push.sent.lock().unwrap().len(), 4, "the second run sends too");
+        let m = w.mailing("r").await;
+        let t2_run = run_key(time::OffsetDateTime::parse(t2, &time::format_description::well_known::Rfc3339).unwrap());
+        assert_eq!((m.status, m.last_run.as_deref(), m.counts["push.sent"]), (MailingStatus::Scheduled, Some(&*t2_run), 4));
+        // The first run's fire again (late), and the second's again: nothing.
+        for at in [t1, t2] {
+            w.planner().fire("r", Some(at)).await.unwrap();
+            w.drain(usize::MAX).await;
+        }
+        assert_eq!(w.push.sent.lock().unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_service_is_tried_again_then_recorded_failed() {
+        let w = World::new();
+        let mut m = free_form("m", 2, None);
+        m.channels = vec![Channel::Email];
+        for u in ["u0", "u1"] {
+            let mut p = UserProfile::new(u, &rfc3339(now()));
+            p.email = Some(format!("{u}@example.com"));
+            w.store.put_user(&p, None).await.unwrap();
+        }
+        w.store.create_mailing(&m).await.unwrap();
+        // u0: refused on every attempt; u1: twice, then taken.
+        *w.email.unavailable.lock().unwrap() = SEND_ATTEMPTS + 2;
+        w.planner().fire("m", None).await.unwrap();
+        w.drain(usize::MAX).await;
+        let m = w.mailing("m").await;
+        assert_eq!(m.counts, [("email.sent".to_string(), 1), ("email.failed".to_string(), 1)].into());
+        let failed = w.store.get_notification(&notification_id("m", "u0", Channel::Email)).await.unwrap().unwrap();
+        assert!(failed.reason.as_deref().is_some_and(|r| r.contains("throttled") && r.contains("3 attempts")), "{failed:?}");
+        assert_eq!(m.status, MailingStatus::Sent);
     }
 }
