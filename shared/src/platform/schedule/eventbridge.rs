@@ -152,6 +152,12 @@ impl Scheduler for EventBridgeScheduler {
 
 #[cfg(test)]
 mod tests {
+    use aws_sdk_scheduler::config::{BehaviorVersion, Credentials, Region};
+    use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::retry::RetryConfig;
+    use serde_json::{Value, json};
+
     use super::*;
 
     #[test]
@@ -160,5 +166,108 @@ mod tests {
         assert_eq!(at_expression(at), "at(2026-12-07T10:05:09)");
         let input: serde_json::Value = serde_json::from_str(&cron_input("m1")).unwrap();
         assert_eq!(input, serde_json::json!({"type":"fire","mailing_id":"m1","at":"<aws.scheduler.scheduled-time>"}));
+    }
+
+    /// Answers each request in turn with `(status, error type, body)`.
+    fn replay(answers: &[(u16, &str, &str)]) -> StaticReplayClient {
+        StaticReplayClient::new(
+            answers
+                .iter()
+                .map(|(status, error, body)| {
+                    let request = http::Request::builder().uri("http://aws.test/").body(SdkBody::empty()).unwrap();
+                    let mut response = http::Response::builder().status(*status).header("content-type", "application/json");
+                    if !error.is_empty() {
+                        response = response.header("x-amzn-errortype", *error);
+                    }
+                    ReplayEvent::new(request, response.body(SdkBody::from(body.to_string())).unwrap())
+                })
+                .collect(),
+        )
+    }
+
+    fn scheduler(eb: StaticReplayClient, sqs: StaticReplayClient) -> EventBridgeScheduler {
+        let creds = Credentials::new("test", "test", None, None, "static");
+        let config = aws_sdk_scheduler::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(creds.clone())
+            .endpoint_url("http://aws.test")
+            .retry_config(RetryConfig::disabled())
+            .http_client(eb);
+        let sqs_config = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .credentials_provider(creds)
+            .endpoint_url("http://aws.test")
+            .retry_config(RetryConfig::disabled())
+            .http_client(sqs);
+        EventBridgeScheduler {
+            client: aws_sdk_scheduler::Client::from_conf(config.build()),
+            group: "herald-platform".into(),
+            role_arn: "arn:aws:iam::1:role/scheduler".into(),
+            queue_arn: "arn:aws:sqs:us-east-1:1:herald-platform".into(),
+            queue: SqsQueue::new(aws_sdk_sqs::Client::from_conf(sqs_config.build()), "http://aws.test/1/herald-platform"),
+        }
+    }
+
+    fn bodies(replay: &StaticReplayClient) -> Vec<Value> {
+        replay.actual_requests().map(|r| serde_json::from_slice(r.body().bytes().unwrap_or(b"{}")).unwrap_or(Value::Null)).collect()
+    }
+
+    const CREATED: (u16, &str, &str) = (200, "", r#"{"ScheduleArn":"arn:aws:scheduler:us-east-1:1:schedule/herald-platform/x"}"#);
+
+    #[tokio::test]
+    async fn within_15_minutes_rides_sqs_later_is_a_one_time_schedule() {
+        let (eb, sqs) = (replay(&[CREATED]), replay(&[(200, "", r#"{"MessageId":"m"}"#)]));
+        let s = scheduler(eb.clone(), sqs.clone());
+        let fire = PlatformMessage::Fire { mailing_id: "m1".into(), at: None };
+        s.schedule_at("fire-m1", crate::domain::now() + time::Duration::minutes(10), &fire).await.unwrap();
+        let sent = bodies(&sqs);
+        assert_eq!(sent.len(), 1);
+        let delay = sent[0]["DelaySeconds"].as_i64().unwrap();
+        assert!((598..=600).contains(&delay), "{sent:?}");
+        assert_eq!(sent[0]["MessageBody"], fire.to_json());
+
+        let at = time::macros::datetime!(2030-01-01 09:00:00 UTC);
+        s.schedule_at("fire-m1", at, &fire).await.unwrap();
+        let created = bodies(&eb);
+        assert_eq!(eb.actual_requests().next().unwrap().uri(), "http://aws.test/schedules/fire-m1");
+        assert_eq!(created[0]["ScheduleExpression"], "at(2030-01-01T09:00:00)");
+        assert_eq!(created[0]["ScheduleExpressionTimezone"], "UTC");
+        assert_eq!(created[0]["ActionAfterCompletion"], "DELETE");
+        assert_eq!(created[0]["GroupName"], "herald-platform");
+        assert_eq!(created[0]["FlexibleTimeWindow"], json!({"Mode": "OFF"}));
+        assert_eq!(
+            (&created[0]["Target"]["Arn"], &created[0]["Target"]["RoleArn"], &created[0]["Target"]["Input"]),
+            (&json!("arn:aws:sqs:us-east-1:1:herald-platform"), &json!("arn:aws:iam::1:role/scheduler"), &json!(fire.to_json()))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_recurrence_is_a_cron_schedule_in_its_zone_replaced_when_it_exists() {
+        let conflict = (409, "ConflictException", r#"{"Message":"exists"}"#);
+        let eb = replay(&[conflict, CREATED]);
+        let s = scheduler(eb.clone(), replay(&[]));
+        s.schedule_cron("cron-m1", "30 9 * * MON-FRI", "Europe/Berlin", "m1").await.unwrap();
+        let requests: Vec<String> = eb.actual_requests().map(|r| r.method().to_string()).collect();
+        assert_eq!(requests, ["POST", "PUT"], "created, then updated once it exists");
+        for body in bodies(&eb) {
+            assert_eq!(body["ScheduleExpression"], "cron(30 9 ? * 2-6 *)");
+            assert_eq!(body["ScheduleExpressionTimezone"], "Europe/Berlin");
+            assert!(body.get("ActionAfterCompletion").is_none(), "{body}");
+            assert_eq!(body["Target"]["Input"], cron_input("m1"));
+        }
+        // What EventBridge cannot run is refused before any request.
+        let err = s.schedule_cron("cron-m2", "0 9 1 * MON", "UTC", "m2").await.unwrap_err();
+        assert!(matches!(err, ScheduleError::Refused(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn cancelling_an_unknown_schedule_is_no_error() {
+        let eb = replay(&[(404, "ResourceNotFoundException", r#"{"Message":"gone"}"#), (500, "InternalServerException", "{}")]);
+        let s = scheduler(eb.clone(), replay(&[]));
+        s.cancel("fire-m1").await.unwrap();
+        assert_eq!(eb.actual_requests().next().unwrap().method(), "DELETE");
+        assert!(matches!(s.cancel("fire-m1").await, Err(ScheduleError::Unavailable(_))));
     }
 }
