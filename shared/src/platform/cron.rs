@@ -378,4 +378,87 @@ mod tests {
         assert_eq!(eb("0 9 1 * *").unwrap(), "cron(0 9 1 * ? *)");
         assert!(eb("0 9 1 * MON").unwrap_err().0.contains("both"));
     }
+
+    /// A small deterministic generator (xorshift64*).
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[(self.next() % from.len() as u64) as usize]
+        }
+    }
+
+    /// Whatever text comes, parsing answers (no panic); what parses evaluates without panicking.
+    #[test]
+    fn any_text_is_parsed_or_refused() {
+        let tokens = ["*", "?", "/", "-", ",", " ", "0", "1", "7", "12", "23", "31", "59", "60", "MON", "jan", "x", "5", "  ", "\t"];
+        let mut rng = Rng(0x4845_5241_4c44);
+        for _ in 0..20_000 {
+            let n = rng.next() % 16;
+            let text: String = (0..n).map(|_| rng.pick(&tokens)).collect();
+            if let Ok(cron) = Cron::parse(&text) {
+                let _ = cron.to_eventbridge();
+                let _ = cron.next_runs(&TimeZone::UTC, ts("2026-01-01T00:00:00Z"), 2);
+            }
+        }
+    }
+
+    /// The reference: the first whole minute after `after` whose wall-clock time in `tz` matches
+    /// the cron, counting a repeated local time at its first occurrence only; `None` when none
+    /// comes within `minutes`.
+    fn brute_force(cron: &Cron, tz: &TimeZone, after: Timestamp, minutes: i64) -> Option<Timestamp> {
+        let start = after.as_second().div_euclid(60) + 1;
+        (start..start + minutes).map(|m| Timestamp::from_second(m * 60).unwrap()).find(|t| {
+            let local = t.to_zoned(tz.clone());
+            let civil = local.datetime();
+            let fields =
+                cron.minutes & (1 << civil.minute()) != 0 && cron.hours & (1 << civil.hour()) != 0 && cron.day_matches(civil.date());
+            let ambiguous = tz.to_ambiguous_timestamp(civil);
+            let first = match ambiguous.offset() {
+                AmbiguousOffset::Fold { .. } => ambiguous.earlier().ok() == Some(*t),
+                _ => true,
+            };
+            fields && first
+        })
+    }
+
+    /// Random crons from random instants around Berlin's and New York's changes agree with the
+    /// minute-by-minute reference.
+    #[test]
+    fn next_runs_agree_with_a_minute_by_minute_search() {
+        let minutes = ["*", "0", "30", "*/15", "0,30", "5-10", "59"];
+        let hours = ["*", "1", "2", "3", "1-3", "*/2", "2,14", "0"];
+        let doms = ["*", "*", "1", "25-31", "15,29"];
+        let months = ["*", "*", "3", "10", "3,10,11"];
+        let dows = ["*", "*", "SUN", "0", "MON-FRI", "6,7"];
+        let starts = [
+            "2026-03-28T22:00:00Z",
+            "2026-03-29T00:45:00Z",
+            "2026-10-24T23:10:00Z",
+            "2026-10-25T00:59:00Z",
+            "2026-03-08T05:30:00Z",
+            "2026-10-31T23:00:00Z",
+            "2026-11-01T05:20:00Z",
+        ];
+        let zones = ["Europe/Berlin", "America/New_York", "UTC"];
+        let mut rng = Rng(0x0d57);
+        let mut compared = 0;
+        for _ in 0..400 {
+            let text = format!("{} {} {} {} {}", rng.pick(&minutes), rng.pick(&hours), rng.pick(&doms), rng.pick(&months), rng.pick(&dows));
+            let cron = Cron::parse(&text).unwrap();
+            let tz = TimeZone::get(rng.pick(&zones)).unwrap();
+            let after = ts(rng.pick(&starts));
+            let Some(expected) = brute_force(&cron, &tz, after, 3 * 24 * 60) else { continue };
+            assert_eq!(cron.next_after(&tz, after), Some(expected), "{text} in {tz:?} after {after}");
+            compared += 1;
+        }
+        assert!(compared > 100, "only {compared} cases fired within 3 days");
+    }
 }
