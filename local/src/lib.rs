@@ -455,6 +455,11 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         platform,
         outbox: Default::default(),
     });
+    if options.backend == Backend::Aws {
+        // The tables outlive a restart, this process's schedules do not: schedule again what waits.
+        let h = handlers.clone();
+        tokio::spawn(async move { scheduler::rearm(&h.scheduler, &*h.store).await });
+    }
     // The event source mappings: the notifications queue into `dispatch`, the fan-out queue
     // into the delivery workers.
     // With `consumer_crash`, an invocation of either may die at a random point.

@@ -4,8 +4,10 @@
 //! by [`Cron::next_after`] with the DST rule EventBridge Scheduler follows. It serves `--backend
 //! aws` as well (moto's Scheduler stores schedules but never fires them).
 //!
-//! Schedules live in this process: a restart forgets them (the embedded backend forgets
-//! everything; on `--backend aws` a scheduled mailing then waits until it is created again).
+//! Schedules live in this process and end with it. On `--backend aws`, whose tables outlive a
+//! restart, [`rearm`] schedules again at start what the mailings table says is waiting (mailings
+//! scheduled or recurring); a kept event's `send_at` and a held notification's release are not
+//! re-armed (no index lists them).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,6 +40,54 @@ impl LocalScheduler {
     pub fn pending(&self) -> usize {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner()).values().filter(|t| !t.is_finished()).count()
     }
+}
+
+impl Drop for LocalScheduler {
+    /// The server is gone: so are its schedules.
+    fn drop(&mut self) {
+        for task in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            task.abort();
+        }
+    }
+}
+
+/// Schedules again what the mailings table says is waiting: a recurring mailing's cron, a
+/// `send_at` still ahead, and one whose time passed while no scheduler ran (fired now: a run starts
+/// once, whatever fires it).
+pub async fn rearm(scheduler: &LocalScheduler, mailings: &dyn herald::store::MailingStore) {
+    use herald::domain::MailingStatus;
+    use herald::platform::schedule::{fire_schedule, recurrence_schedule};
+    let mut cursor: Option<String> = None;
+    let mut armed = 0;
+    loop {
+        let page = match mailings.list_mailings(cursor.as_deref(), 100).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::error!(error = %e, "could not list the mailings to schedule them again");
+                return;
+            }
+        };
+        for m in page.items.iter().filter(|m| m.status == MailingStatus::Scheduled) {
+            let done = match (&m.recurrence, m.send_at.as_deref()) {
+                (Some(r), _) => scheduler.schedule_cron(&recurrence_schedule(&m.id), &r.cron, &r.timezone, &m.id).await,
+                (None, Some(at)) if m.last_run.is_none() => {
+                    let Ok(when) = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339) else { continue };
+                    let fire = PlatformMessage::Fire { mailing_id: m.id.clone(), at: Some(at.to_string()) };
+                    scheduler.schedule_at(&fire_schedule(&m.id), when, &fire).await
+                }
+                _ => continue,
+            };
+            match done {
+                Ok(()) => armed += 1,
+                Err(e) => tracing::error!(mailing_id = m.id, error = %e, "could not schedule a mailing again"),
+            }
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    tracing::info!(armed, "mailings scheduled again");
 }
 
 /// How long until `at`, from now (zero when it is past).

@@ -370,6 +370,38 @@ async fn held_by_quiet_hours_then_released(on: On) {
     assert_eq!(after["counts"], json!({"email": {"sent": 1}}), "{after}");
 }
 
+/// The same tables and queues for two servers in turn.
+fn same_resources(prefix: &str, queue: &str) -> impl FnOnce(&mut herald_local::Options) + use<> {
+    let (prefix, queue) = (prefix.to_string(), queue.to_string());
+    move |o| {
+        o.tables = herald::store::tables::TableNames::with_prefix(&prefix);
+        o.queue_name = queue.clone();
+        o.fanout_queue_name = format!("{queue}-fanout");
+        o.platform_queue_name = format!("{queue}-platform");
+    }
+}
+
+/// herald-local's schedules live in its process; on `--backend aws` a restart schedules again what
+/// the mailings table says is waiting (the first server's schedules die with it).
+#[tokio::test]
+async fn a_restart_schedules_again_what_waits() {
+    let (prefix, queue) = (herald_tests::dynamo::unique_prefix(), format!("q{}", uuid::Uuid::new_v4().simple()));
+    let first = herald_tests::local::spawn_with(On::DynamoDbLocal, same_resources(&prefix, &queue)).await;
+    promo(&first, &["ann"]).await;
+    let (at, due) = in_secs(3);
+    let m = create(
+        &first,
+        json!({"name":"later","template":"promo","channels":["email"],"audience":{"users":["ann"]},"data":{"offer":"r"},"send_at":at}),
+    )
+    .await;
+    first.stop().await;
+    let second = herald_tests::local::spawn_with(On::DynamoDbLocal, same_resources(&prefix, &queue)).await;
+    let (mail, came) = until_outbox(&second, 1, Duration::from_secs(8)).await;
+    assert!(came >= due, "sent before its time");
+    assert_eq!(mail[0]["to"], "ann@example.com");
+    until_status(&second, m["id"].as_str().unwrap(), "sent", Duration::from_secs(5)).await;
+}
+
 on_both!(
     a_mailing_to_two_users_is_sent,
     a_mailing_reaches_an_events_subscribers,
