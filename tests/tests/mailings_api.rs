@@ -370,6 +370,28 @@ async fn held_by_quiet_hours_then_released(on: On) {
     assert_eq!(after["counts"], json!({"email": {"sent": 1}}), "{after}");
 }
 
+/// A recurrence fires from herald-local's own scheduler at its next run (the next whole minute),
+/// each run sends and leaves the mailing `scheduled` for the next; cancelling stops it.
+async fn a_recurrence_fires_on_its_schedule(on: On) {
+    let server = spawn_app(on).await;
+    promo(&server, &["ann"]).await;
+    let body = json!({"name":"every minute","template":"promo","channels":["email"],"audience":{"users":["ann"]},
+                      "data":{"offer":"tick"},"recurrence":{"cron":"* * * * *","timezone":"Asia/Kathmandu"}});
+    let m = create(&server, body).await;
+    let id = m["id"].as_str().unwrap();
+    let first_run = m["next_runs"][0].as_str().unwrap().to_string();
+    assert!(first_run.ends_with(":00Z"), "{m}");
+    let (mail, _) = until_outbox(&server, 1, Duration::from_secs(70)).await;
+    assert_eq!(mail[0]["body"], "tick for ANN");
+    let after = until_status(&server, id, "scheduled", Duration::from_secs(5)).await;
+    assert_eq!(after["counts"], json!({"email": {"sent": 1}}), "{after}");
+    assert_ne!(after["next_runs"][0].as_str(), Some(first_run.as_str()), "the next runs moved on: {after}");
+    let records = history(&server, &format!("mailing_id={id}")).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let (status, reply) = call(&server, "POST", &format!("/mailings/{id}/cancel"), Some(&admin_token()), None).await;
+    assert_eq!((status, reply["status"].as_str()), (200, Some("cancelled")), "{reply}");
+}
+
 /// The same tables and queues for two servers in turn.
 fn same_resources(prefix: &str, queue: &str) -> impl FnOnce(&mut herald_local::Options) + use<> {
     let (prefix, queue) = (prefix.to_string(), queue.to_string());
@@ -410,4 +432,5 @@ on_both!(
     cancelled_before_it_is_sent_nothing_goes,
     next_runs_follow_the_dst_rule,
     held_by_quiet_hours_then_released,
+    a_recurrence_fires_on_its_schedule,
 );
