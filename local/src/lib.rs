@@ -511,6 +511,7 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         .route("/events", axum::routing::post(platform_events))
         .route("/events/{transaction_id}", axum::routing::delete(platform_events))
         .route("/mailings", axum::routing::post(platform_admin).get(platform_admin))
+        .route("/mailings/next-runs", axum::routing::post(platform_admin))
         .route("/mailings/{id}", get(platform_admin))
         .route("/mailings/{id}/cancel", axum::routing::post(platform_admin))
         .route("/outbox", get(outbox))

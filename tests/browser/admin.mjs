@@ -52,6 +52,7 @@ const SCREENS = new Set([
   "history",
   "outbox",
   "mailing-compose",
+  "mailing-recurring-compose",
   "mailing-recurring",
   "mailings-list",
   "mailing-history",
@@ -266,10 +267,10 @@ async function mailings() {
     await page.getByRole("link", { name: "Compose a mailing" }).click();
     await waitText("main h1", "Compose a mailing");
     await page.getByLabel("Name", { exact: true }).fill("December news");
-    await page.getByLabel("Template").selectOption("news");
+    await page.getByLabel("Template", { exact: true }).selectOption("news");
     const email = await page.getByLabel("email", { exact: true }).isChecked();
-    await page.getByLabel("User ids (comma separated)").fill("ada, bob");
-    await page.getByLabel("Data (JSON object, the template's data)").fill('{"film": "Dune"}');
+    await page.getByLabel("User ids (comma separated)", { exact: true }).fill("ada, bob");
+    await page.getByLabel("Data (JSON object, the template's data)", { exact: true }).fill('{"film": "Dune"}');
     await page.getByRole("button", { name: "Save mailing" }).click();
     await waitText("main h1", "Mailing December news");
     const id = decodeURIComponent(new URL(page.url()).hash.replace("#/mailings/", ""));
@@ -286,28 +287,32 @@ async function mailings() {
 
   await step("mailing-outbox", async () => {
     await nav("Outbox");
+    await waitText("main h1", "Outbox");
     await page.locator("main table").waitFor();
     return { rows: await rows() };
   });
 
-  await step("mailing-recurring", async () => {
+  await step("mailing-recurring-compose", async () => {
     await nav("Mailings");
     await page.getByRole("link", { name: "Compose a mailing" }).click();
     await waitText("main h1", "Compose a mailing");
     await page.getByLabel("Name", { exact: true }).fill("Weekly digest");
-    await page.getByLabel("Template").selectOption("news");
-    await page.getByLabel("Every user with a profile").check();
-    await page.getByLabel("Recurring").check();
-    await page.getByLabel("Cron (5 fields: minute hour day month weekday)").fill("61 9 * * 1");
+    await page.getByLabel("Template", { exact: true }).selectOption("news");
+    await page.getByLabel("Every user with a profile", { exact: true }).check();
+    await page.getByLabel("Recurring", { exact: true }).check();
+    await page.getByLabel("Cron (5 fields: minute hour day month weekday)", { exact: true }).fill("61 9 * * 1");
     const bad = await waitText("main .error:not([hidden])", "cron");
-    await page.getByLabel("Cron (5 fields: minute hour day month weekday)").fill("0 9 * * 1");
-    await page.getByLabel("Time zone (IANA)").fill("Europe/Berlin");
+    await page.getByLabel("Cron (5 fields: minute hour day month weekday)", { exact: true }).fill("0 9 * * 1");
+    await page.getByLabel("Time zone (IANA)", { exact: true }).fill("Europe/Berlin");
     await page.waitForFunction(() => document.querySelectorAll("#next-runs li").length === 5);
-    const runs = await page.locator("#next-runs li").allInnerTexts();
+    return { bad_cron_error: bad, runs: await page.locator("#next-runs li").allInnerTexts() };
+  });
+
+  await step("mailing-recurring", async () => {
     await page.getByRole("button", { name: "Save mailing" }).click();
     await waitText("main h1", "Mailing Weekly digest");
     const id = decodeURIComponent(new URL(page.url()).hash.replace("#/mailings/", ""));
-    return { id, bad_cron_error: bad, runs, status: await text("main .badge"), saved_runs: await page.locator("main ol.runs li").allInnerTexts() };
+    return { id, status: await text("main .badge"), saved_runs: await page.locator("main ol.runs li").allInnerTexts() };
   });
 
   await step("mailing-cancelled", async () => {
@@ -318,6 +323,7 @@ async function mailings() {
 
   await step("mailings-list", async () => {
     await nav("Mailings");
+    await waitText("main h1", "Mailings");
     await page.locator("main table").waitFor();
     return { rows: await rows() };
   });
@@ -325,7 +331,8 @@ async function mailings() {
   await step("mailing-history", async () => {
     const first = (await rows()).find((r) => r[0] === "December news");
     await page.getByRole("link", { name: "December news" }).click();
-    await page.getByRole("link", { name: "History" }).last().click();
+    await waitText("main h1", "Mailing December news");
+    await page.locator("main").getByRole("link", { name: "History", exact: true }).click();
     await waitText("main h1", "History");
     await page.locator("main table tbody tr").first().waitFor();
     return { list_row: first, rows: await rows() };

@@ -223,3 +223,112 @@ async fn the_page_and_its_files_are_served_and_the_dev_sign_in_only_with_the_dev
     let (status, body) = http_call(&server, "GET", "/admin/nothing.js", None, None).await;
     assert_eq!((status, error_code(&body)), (404, "not_found"), "{body}");
 }
+
+#[tokio::test]
+async fn a_manager_composes_sends_schedules_and_cancels_mailings() {
+    let Some(chromium) = chromium_or_skip("a_manager_composes_sends_schedules_and_cancels_mailings") else {
+        return;
+    };
+    let server = dev_server().await;
+    let (status, reply) = api(
+        &server,
+        "POST",
+        "/templates",
+        Some(json!({"name": "news", "channel": "email", "subject": "News for {{ user.name }}", "body": "{{ data.film }} is out, {{ user.name }}."})),
+    )
+    .await;
+    assert_eq!(status, 201, "{reply}");
+    for (id, name) in [("ada", "Ada"), ("bob", "Bob")] {
+        let (status, reply) =
+            api(&server, "PUT", &format!("/users/{id}"), Some(json!({"name": name, "email": format!("{id}@example.com")}))).await;
+        assert_eq!(status, 200, "{reply}");
+    }
+    let events = run_flow(&server, "mailings", &chromium).await;
+
+    assert!(text(&step(&events, "mailings-empty")["empty"]).contains("No mailings yet"));
+    // Composed in the page, to two users, at once: sent, with each one's email in the outbox.
+    let sent = step(&events, "mailing-compose");
+    assert_eq!(sent["email_checked_by_template"], true, "the template's channel is the default: {sent}");
+    assert_eq!(sent["status"], "sent", "{sent}");
+    let (_, mailing) = api(&server, "GET", &format!("/mailings/{}", text(&sent["id"])), None).await;
+    assert_eq!(mailing["status"], "sent", "{mailing}");
+    assert_eq!(mailing["audience"], json!({"users": ["ada", "bob"]}));
+    assert_eq!(mailing["channels"], json!(["email"]));
+    assert_eq!(mailing["data"], json!({"film": "Dune"}));
+    let outbox = step(&events, "mailing-outbox")["rows"].as_array().expect("rows").clone();
+    let mut to: Vec<(String, String)> = outbox.iter().map(|r| (text(&r[2]).to_string(), text(&r[4]).to_string())).collect();
+    to.sort();
+    assert_eq!(
+        to,
+        [("ada@example.com".to_string(), "Dune is out, Ada.".to_string()), ("bob@example.com".into(), "Dune is out, Bob.".into())]
+    );
+
+    // A recurring one: a bad cron is refused as the API says, the next 5 runs are shown before
+    // saving and are the ones the saved mailing has; then cancelled.
+    let compose = step(&events, "mailing-recurring-compose");
+    let recurring = step(&events, "mailing-recurring");
+    let bad = text(&compose["bad_cron_error"]);
+    assert!(bad.starts_with("bad_request: \"recurrence.cron\""), "{bad}");
+    // Shown as "<local time> (<RFC 3339>)": Mondays at 09:00 in Berlin, 08:00 UTC in winter.
+    let shown: Vec<String> = compose["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| text(r).rsplit_once('(').and_then(|(_, t)| t.strip_suffix(')')).expect("an instant in parentheses").to_string())
+        .collect();
+    assert_eq!(shown.len(), 5, "{compose}");
+    for run in &shown {
+        let t = time::OffsetDateTime::parse(run, &time::format_description::well_known::Rfc3339).expect("RFC 3339");
+        assert!(t > time::OffsetDateTime::now_utc(), "{run} is ahead");
+        // December to March: CET, so 09:00 in Berlin is 08:00 UTC.
+        if t.month() != time::Month::March && t.month() != time::Month::April {
+            assert_eq!((t.weekday(), t.hour(), t.minute()), (time::Weekday::Monday, 8, 0), "{run}");
+        }
+    }
+    // The saved mailing's page shows the same runs the compose screen did.
+    let saved: Vec<&str> = recurring["saved_runs"].as_array().expect("saved runs").iter().map(text).collect();
+    let before: Vec<&str> = compose["runs"].as_array().expect("runs").iter().map(text).collect();
+    assert_eq!(saved.len(), 5, "{recurring}");
+    for (before, saved) in before.iter().zip(&saved) {
+        assert!(before.starts_with(&format!("{saved} (")), "shown before saving {before:?}, after {saved:?}");
+    }
+    assert_eq!(recurring["status"], "scheduled");
+    let (_, weekly) = api(&server, "GET", &format!("/mailings/{}", text(&recurring["id"])), None).await;
+    assert_eq!(weekly["recurrence"], json!({"cron": "0 9 * * 1", "timezone": "Europe/Berlin"}), "{weekly}");
+    let cancelled = step(&events, "mailing-cancelled");
+    assert_eq!((&cancelled["status"], &cancelled["cancel_offered"]), (&json!("cancelled"), &json!(0)), "{cancelled}");
+    let (_, weekly) = api(&server, "GET", &format!("/mailings/{}", text(&recurring["id"])), None).await;
+    assert_eq!((&weekly["status"], &weekly["next_runs"]), (&json!("cancelled"), &json!([])), "{weekly}");
+
+    // The list, and the first mailing's history reached from its page.
+    let list = step(&events, "mailings-list")["rows"].as_array().expect("rows").clone();
+    let statuses: Vec<(&str, &str)> = list.iter().map(|r| (text(&r[0]), text(&r[1]))).collect();
+    assert!(statuses.contains(&("December news", "sent")) && statuses.contains(&("Weekly digest", "cancelled")), "{statuses:?}");
+    let history = step(&events, "mailing-history")["rows"].as_array().expect("rows").clone();
+    let mut recipients: Vec<(&str, &str, &str)> = history.iter().map(|r| (text(&r[1]), text(&r[2]), text(&r[3]))).collect();
+    recipients.sort();
+    assert_eq!(recipients, [("ada", "email", "sent"), ("bob", "email", "sent")]);
+
+    assert_requests_and_console(&events, &["POST /mailings/next-runs 400"]);
+}
+
+#[tokio::test]
+async fn next_runs_before_saving_are_checked_like_a_save() {
+    let server = dev_server().await;
+    let (status, reply) =
+        api(&server, "POST", "/mailings/next-runs", Some(json!({"recurrence": {"cron": "30 2 * * *", "timezone": "Europe/Berlin"}}))).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["next_runs"].as_array().map(Vec::len), Some(5), "{reply}");
+    for (body, field) in [
+        (json!({"recurrence": {"cron": "0 9 * *", "timezone": "Europe/Berlin"}}), "\"recurrence.cron\""),
+        (json!({"recurrence": {"cron": "0 9 * * 1", "timezone": "Mars/Olympus"}}), "\"recurrence.timezone\""),
+        (json!({}), "\"recurrence\" is required"),
+        (json!({"recurrence": {"cron": "0 9 * * 1", "timezone": "UTC"}, "name": "x"}), "\"name\""),
+    ] {
+        let (status, reply) = api(&server, "POST", "/mailings/next-runs", Some(body.clone())).await;
+        assert_eq!((status, error_code(&reply)), (400, "bad_request"), "{body}: {reply}");
+        assert!(error_message(&reply).contains(field), "{body}: {reply}");
+    }
+    let (status, reply) = http_call(&server, "POST", "/mailings/next-runs", None, Some("{}")).await;
+    assert_eq!(status, 401, "an admin call: {reply}");
+}

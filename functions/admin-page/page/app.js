@@ -57,10 +57,17 @@ function toast(text) {
   setTimeout(() => box.remove(), 4000);
 }
 
-function fmtTime(t) {
+/** An instant as local time: the browser's, or `zone`'s (named after it) when given. */
+function fmtTime(t, zone) {
   if (!t) return "";
   const d = new Date(t);
-  return isNaN(d) ? t : d.toLocaleString();
+  if (isNaN(d)) return t;
+  if (!zone) return d.toLocaleString();
+  try {
+    return `${d.toLocaleString(undefined, { timeZone: zone, weekday: "short", year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" })} ${zone}`;
+  } catch {
+    return d.toLocaleString();
+  }
 }
 
 /** The API's error shown as it came: its code and message, or what went wrong in transport. */
@@ -618,14 +625,16 @@ async function mailingView(id) {
           ["Template", m.template],
           ["Channels", (m.channels || []).join(", ")],
           ["Audience", who],
-          ["Send at", m.send_at ? fmtTime(m.send_at) : m.recurrence ? "" : "at once"],
+          ["Send at", m.send_at ? fmtTime(m.send_at) : m.recurrence ? "on its schedule" : "at once"],
           ["Recurrence", m.recurrence ? `${m.recurrence.cron} (${m.recurrence.timezone})` : "—"],
           ["Counts", counts(m)],
           ["Created", fmtTime(m.created_at)],
         ].map(([k, v]) => h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v))),
       ),
     ),
-    m.next_runs && m.next_runs.length ? [h("h2", {}, "Next runs"), h("ol", { class: "runs" }, m.next_runs.map((r) => h("li", {}, fmtTime(r))))] : null,
+    m.next_runs && m.next_runs.length
+      ? [h("h2", {}, "Next runs"), h("ol", { class: "runs" }, m.next_runs.map((r) => h("li", {}, fmtTime(r, m.recurrence && m.recurrence.timezone))))]
+      : null,
     err,
     h(
       "div",
@@ -699,7 +708,8 @@ async function composeView(params) {
     try {
       const r = await api("POST", "/mailings/next-runs", { recurrence: { cron: cron.value.trim(), timezone: zone.value.trim() } });
       showError(runsErr, null);
-      runs.replaceChildren(h("strong", {}, "Next 5 runs"), h("ol", { class: "runs" }, r.next_runs.map((t) => h("li", {}, `${fmtTime(t)} (${t})`))));
+      const z = zone.value.trim();
+      runs.replaceChildren(h("strong", {}, "Next 5 runs"), h("ol", { class: "runs" }, r.next_runs.map((t) => h("li", {}, `${fmtTime(t, z)} (${t})`))));
     } catch (e) {
       runs.replaceChildren();
       showError(runsErr, e);

@@ -114,6 +114,19 @@ fn recurrence_field(obj: &Map<String, Value>) -> Result<Option<(herald::domain::
     Ok(Some((herald::domain::Recurrence { cron: text.split_whitespace().collect::<Vec<_>>().join(" "), timezone }, cron)))
 }
 
+/// `POST /mailings/next-runs` `{"recurrence":{"cron","timezone"}}` → `{"next_runs":[…5]}`: when a
+/// recurring mailing would run, before it is saved (the admin page's compose screen), with the
+/// checks and the errors of a save.
+fn next_runs_preview(body: &[u8]) -> Result<Value, AdminError> {
+    let obj = object(body, &[&["recurrence"]])?;
+    let Some((r, cron)) = recurrence_field(&obj)? else {
+        return Err(bad("\"recurrence\" is required: {\"cron\":\"<5-field cron>\",\"timezone\":\"<IANA zone>\"}"));
+    };
+    let tz = jiff::tz::TimeZone::get(&r.timezone).map_err(|e| bad(format!("\"recurrence.timezone\": {e}")))?;
+    let runs: Vec<String> = cron.next_runs(&tz, jiff::Timestamp::now(), NEXT_RUNS).iter().map(|t| t.to_string()).collect();
+    Ok(json!({ "next_runs": runs }))
+}
+
 /// The next runs of a mailing: its recurrence's next five, or its `send_at` while it waits.
 pub fn next_runs(m: &Mailing) -> Vec<String> {
     if matches!(m.status, MailingStatus::Cancelled | MailingStatus::Failed) {
@@ -182,6 +195,7 @@ impl AdminDeps<'_> {
             ([], "POST") => Ok((201, Some(self.create_mailing(body).await?))),
             ([], "GET") => Ok((200, Some(self.list_mailings(query).await?))),
             ([], _) => not_allowed(),
+            (["next-runs"], "POST") => Ok((200, Some(next_runs_preview(body)?))),
             ([id], "GET") => Ok((200, Some(mailing_json(&self.mailing(id).await?)))),
             ([_], _) => not_allowed(),
             ([id, "cancel"], "POST") => Ok((200, Some(self.cancel_mailing(id).await?))),
