@@ -337,6 +337,28 @@ async function mailings() {
     await page.locator("main table tbody tr").first().waitFor();
     return { list_row: first, rows: await rows() };
   });
+
+  await mailingsClone();
+}
+
+async function mailingsClone() {
+  await step("mailing-clone", async () => {
+    await nav("Mailings");
+    await waitText("main h1", "Mailings");
+    const row = page.locator("main table tbody tr", { hasText: "December news" });
+    await row.getByRole("link", { name: "Clone" }).click();
+    await waitText("main h1", "Clone of December news");
+    const form = {
+      name: await page.getByLabel("Name", { exact: true }).inputValue(),
+      template: await page.getByLabel("Template", { exact: true }).inputValue(),
+      email: await page.getByLabel("email", { exact: true }).isChecked(),
+      users: await page.getByLabel("User ids (comma separated)", { exact: true }).inputValue(),
+      data: JSON.parse(await page.getByLabel("Data (JSON object, the template's data)", { exact: true }).inputValue()),
+    };
+    await page.getByRole("button", { name: "Save mailing" }).click();
+    await waitText("main h1", "Mailing December news (copy)");
+    return { form, id: decodeURIComponent(new URL(page.url()).hash.replace("#/mailings/", "")) };
+  });
 }
 
 async function phone() {

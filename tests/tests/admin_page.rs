@@ -309,6 +309,21 @@ async fn a_manager_composes_sends_schedules_and_cancels_mailings() {
     recipients.sort();
     assert_eq!(recipients, [("ada", "email", "sent"), ("bob", "email", "sent")]);
 
+    // Cloned from the list: the same template, channels, audience and data under a new name.
+    let clone = step(&events, "mailing-clone");
+    assert_eq!(
+        clone["form"],
+        json!({"name": "December news (copy)", "template": "news", "email": true, "users": "ada, bob", "data": {"film": "Dune"}}),
+        "{clone}"
+    );
+    let (_, copy) = api(&server, "GET", &format!("/mailings/{}", text(&clone["id"])), None).await;
+    assert_eq!(
+        (&copy["name"], &copy["audience"], &copy["data"]),
+        (&json!("December news (copy)"), &json!({"users": ["ada", "bob"]}), &json!({"film": "Dune"})),
+        "{copy}"
+    );
+    assert_ne!(copy["id"], sent["id"]);
+
     assert_requests_and_console(&events, &["POST /mailings/next-runs 400"]);
 }
 
