@@ -18,7 +18,26 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
+use crate::config::ConfigError;
+use crate::domain::check_email;
 use crate::platform::channels::{ChannelSender, Outgoing, SendError};
+
+/// The variable naming the verified identity email is sent from.
+pub const EMAIL_FROM_VAR: &str = "HERALD_EMAIL_FROM";
+
+/// The cloud's email and SMS senders: email only with `HERALD_EMAIL_FROM` (without it email
+/// fails with "email is not configured in this deployment"), SMS always (SNS needs no sender;
+/// an account that may not send SMS yet refuses with its own reason, which the history keeps).
+pub fn from_env(sdk: &aws_config::SdkConfig, get: &impl Fn(&str) -> Option<String>) -> Result<(Option<SesSender>, SnsSender), ConfigError> {
+    let email = match get(EMAIL_FROM_VAR) {
+        None => None,
+        Some(from) => {
+            check_email(from.trim()).map_err(|reason| ConfigError::Invalid { var: EMAIL_FROM_VAR, reason: reason.to_string() })?;
+            Some(SesSender::new(aws_sdk_sesv2::Client::new(sdk), from.trim()))
+        }
+    };
+    Ok((email, SnsSender::new(aws_sdk_sns::Client::new(sdk))))
+}
 
 /// A failed SDK call as the worker needs it: the provider's reason, and whether to try again.
 fn classify<E>(provider: &str, err: SdkError<E, HttpResponse>) -> SendError
@@ -186,6 +205,17 @@ mod tests {
 
     fn ses_error(code: &str, message: &str) -> String {
         format!(r#"{{"__type":"{code}","message":"{message}"}}"#)
+    }
+
+    #[test]
+    fn email_needs_a_valid_sender_address() {
+        let sdk = aws_config::SdkConfig::builder().behavior_version(BehaviorVersion::latest()).build();
+        let (email, _) = from_env(&sdk, &|_| None).unwrap();
+        assert!(email.is_none());
+        let (email, _) = from_env(&sdk, &|k| (k == EMAIL_FROM_VAR).then(|| "herald@example.com".to_string())).unwrap();
+        assert_eq!(email.map(|e| e.from), Some("herald@example.com".to_string()));
+        let err = from_env(&sdk, &|k| (k == EMAIL_FROM_VAR).then(|| "not an address".to_string())).err().expect("refused");
+        assert!(matches!(&err, ConfigError::Invalid { var: EMAIL_FROM_VAR, .. }), "{err}");
     }
 
     #[tokio::test]

@@ -1,7 +1,9 @@
 //! What a profile lacks, from the auth service (CONTRACT §9, "Users"; seed 004's workers ask it
 //! for a user's email and name by `user_id`): `HERALD_USER_INFO_URL`, e.g.
-//! `https://auth.example/api/users/{user_id}`, is asked with the caller's service token for the
-//! email, phone and name a stored profile does not have. A profile's own values always win.
+//! `https://auth.example/api/users/{user_id}`, is asked with the caller's service token (or,
+//! for work with no caller at hand, such as a scheduled mailing's jobs, `HERALD_USER_INFO_TOKEN`)
+//! for the email, phone and name a stored profile does not have. A profile's own values always
+//! win.
 //!
 //! The answer is a JSON object; `email`, `phone` (or `phone_number`) and `name` (or `full_name`,
 //! or `first_name` and `last_name`) are read, anything else ignored, and a value that is not a
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::config::ConfigError;
 use crate::domain::{UserProfile, check_email, check_phone};
 
 /// How long one user's answer is reused.
@@ -45,11 +48,19 @@ pub struct LookupError {
     what: String,
 }
 
+/// The variable with the auth service's URL, `{user_id}` in it.
+pub const URL_VAR: &str = "HERALD_USER_INFO_URL";
+/// The variable with the service token Herald presents when no caller's token is at hand (a
+/// scheduled mailing's or a worker's job).
+pub const TOKEN_VAR: &str = "HERALD_USER_INFO_TOKEN";
+
 /// `HERALD_USER_INFO_URL`'s client.
 pub struct UserInfo {
     url: String,
     host: String,
     client: reqwest::Client,
+    /// `HERALD_USER_INFO_TOKEN`: used when a call has no caller's token.
+    service_token: Option<String>,
     cache: Mutex<HashMap<String, (Instant, Option<UserDetails>)>>,
 }
 
@@ -75,7 +86,21 @@ impl UserInfo {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
-        Ok(Self { url: url.to_string(), host: parsed.host_str().unwrap_or_default().to_string(), client, cache: Mutex::default() })
+        Ok(Self {
+            url: url.to_string(),
+            host: parsed.host_str().unwrap_or_default().to_string(),
+            client,
+            service_token: None,
+            cache: Mutex::default(),
+        })
+    }
+
+    /// From `HERALD_USER_INFO_URL` and `HERALD_USER_INFO_TOKEN`; `None` without the URL.
+    pub fn from_env(get: &impl Fn(&str) -> Option<String>) -> Result<Option<Self>, ConfigError> {
+        let Some(url) = get(URL_VAR) else { return Ok(None) };
+        let mut info = Self::new(url.trim()).map_err(|reason| ConfigError::Invalid { var: URL_VAR, reason })?;
+        info.service_token = get(TOKEN_VAR);
+        Ok(Some(info))
     }
 
     fn error(&self, what: impl Into<String>) -> LookupError {
@@ -104,7 +129,7 @@ impl UserInfo {
         // One path segment whatever the id holds (`/`, spaces, `?`).
         let segment = percent_encoding::utf8_percent_encode(user_id, percent_encoding::NON_ALPHANUMERIC).to_string();
         let mut request = self.client.get(self.url.replace(PLACEHOLDER, &segment)).header(reqwest::header::ACCEPT, "application/json");
-        if let Some(t) = token {
+        if let Some(t) = token.or(self.service_token.as_deref()) {
             request = request.bearer_auth(t);
         }
         let response = request.send().await.map_err(|e| {
@@ -300,6 +325,22 @@ mod tests {
         let err = info.complete(profile("slow"), None).await.unwrap_err();
         assert!(err.to_string().ends_with(&format!("did not answer within {} s", TIMEOUT.as_secs())), "{err}");
         assert!(started.elapsed() < TIMEOUT + Duration::from_secs(1), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn without_a_callers_token_the_service_token_is_presented() {
+        let (url, _, tokens) = auth_service(vec![("9", StatusCode::OK, json!({"name": "Nine"}))], Duration::ZERO).await;
+        let env = |k: &str| match k {
+            URL_VAR => Some(url.clone()),
+            TOKEN_VAR => Some("herald-service".to_string()),
+            _ => None,
+        };
+        let info = UserInfo::from_env(&env).unwrap().expect("configured");
+        info.details("9", None).await.unwrap();
+        assert_eq!(tokens.lock().unwrap().as_slice(), ["Bearer herald-service"]);
+        assert!(UserInfo::from_env(&|_| None).unwrap().is_none());
+        let err = UserInfo::from_env(&|k| (k == URL_VAR).then(|| "https://auth.example/users".to_string())).unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { var: URL_VAR, .. }), "{err}");
     }
 
     #[test]
