@@ -1127,6 +1127,47 @@ async fn case_mailing_runs<S: Store>(s: &S) {
     assert!(!s.set_mailing_status("nope", &[Scheduled], Cancelled).await.unwrap());
 }
 
+async fn case_jobs_are_recorded_with_their_counts<S: Store>(s: &S) {
+    use NotificationStatus::{Held, Queued, Sent};
+    assert!(s.create_mailing(&mailing("m1", MailingKind::Mailing, T0)).await.unwrap());
+    let (r1, r2) = ("000000000000000000000001", "000000000000000000000002");
+    assert!(s.start_run("m1", r1).await.unwrap());
+    let mut job = record("n1", "u1", "x", Channel::Email, Queued, 1);
+    job.event_id = None;
+    job.mailing_id = Some("m1".into());
+    // Created once, counted with it; not for a run that is not the last.
+    assert!(s.create_job(&job, "m1", r1).await.unwrap());
+    // (A retry's record is made again, at another time; the very same one is a lost answer's retry.)
+    let again = Notification { created_at: T1.into(), updated_at: T1.into(), ..job.clone() };
+    assert!(!s.create_job(&again, "m1", r1).await.unwrap(), "created once");
+    let other = Notification { id: "n2".into(), ..job.clone() };
+    assert!(!s.create_job(&other, "m1", r2).await.unwrap(), "another run");
+    assert_eq!(s.get_notification("n2").await.unwrap(), None);
+    assert_eq!(s.get_mailing("m1").await.unwrap().unwrap().created_jobs, 1);
+    // Recorded once from the status it had, counted with it.
+    let mut held = Notification { status: Held, held_until: Some(T2.into()), ..job.clone() };
+    let counts = [("email.held".to_string(), 1)];
+    assert!(s.record_job(&held, Queued, "m1", r1, true, &counts).await.unwrap());
+    let later = Notification { updated_at: T2.into(), ..held.clone() };
+    assert!(!s.record_job(&later, Queued, "m1", r1, true, &counts).await.unwrap(), "no longer queued");
+    assert_eq!(s.get_notification("n1").await.unwrap(), Some(held.clone()));
+    let m = s.get_mailing("m1").await.unwrap().unwrap();
+    assert_eq!((m.done_jobs, m.counts.clone()), (1, [("email.held".to_string(), 1)].into()));
+    // A release: not a done job again; a stale run's job counts by status only.
+    held.status = Sent;
+    held.held_until = None;
+    let moved = [("email.held".to_string(), -1), ("email.sent".to_string(), 1)];
+    assert!(s.record_job(&held, Held, "m1", "", false, &moved).await.unwrap());
+    assert!(s.start_run("m1", r2).await.unwrap());
+    let late = Notification { id: "n3".into(), ..job.clone() };
+    assert!(s.create_notification(&late).await.unwrap());
+    let sent = Notification { status: Sent, ..late };
+    assert!(s.record_job(&sent, Queued, "m1", r1, true, &[("email.sent".to_string(), 1)]).await.unwrap());
+    let m = s.get_mailing("m1").await.unwrap().unwrap();
+    assert_eq!((m.done_jobs, m.counts["email.held"], m.counts["email.sent"]), (0, 0, 2));
+    assert_eq!(s.get_notification("n3").await.unwrap().unwrap().status, Sent);
+}
+
 async fn case_history_of_mailings<S: Store>(s: &S) {
     let mut a = record("n1", "u1", "x", Channel::Email, NotificationStatus::Sent, 1);
     a.event_id = None;
@@ -1204,6 +1245,7 @@ contract!(
     case_mailings,
     case_mailing_runs,
     case_history_of_mailings,
+    case_jobs_are_recorded_with_their_counts,
 );
 
 /// What only DynamoDB has: its error mapping, attribute names, cursors, pages and tables.

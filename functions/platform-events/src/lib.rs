@@ -294,12 +294,14 @@ impl EventsDeps<'_> {
                 n.reason = Some("cancelled by the publisher".into());
                 n.held_until = None;
                 n.updated_at = rfc3339(now());
-                self.notifications.update_notification(&n).await?;
                 let moved = [
                     (herald::domain::count_key(n.channel, NotificationStatus::Held), -1),
                     (herald::domain::count_key(n.channel, NotificationStatus::Skipped), 1),
                 ];
-                self.mailings.add_to_counts(&id, "", 0, 0, &moved).await?;
+                // Only if it is still held (its release may have just sent it), with its count.
+                if !self.mailings.record_job(&n, NotificationStatus::Held, &id, "", false, &moved).await? {
+                    continue;
+                }
                 cancelled += 1;
             }
             match page.next {

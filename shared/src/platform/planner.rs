@@ -12,9 +12,11 @@
 //! worker that dies between the send and the record leaves the claim to lapse and the job to be
 //! retried: push (`dispatch` claims its id) and herald-local's outbox drop that second copy.
 //!
-//! **Status.** A run's records are created while its audience is expanded (counted in
-//! `created_jobs`), before any of its jobs message is queued; each recorded job (sent, failed,
-//! skipped or held) counts in `done_jobs` and in its channel's and status's count. The last page
+//! **Status.** A run's records are created while its audience is expanded, each in one
+//! transaction with its count in `created_jobs` ([`MailingStore::create_job`]), before any of its
+//! jobs message is queued; each job's final record (sent, failed, skipped or held) is written in
+//! one transaction with its count in `done_jobs` and in its channel's and status's count
+//! ([`MailingStore::record_job`]), so a crash between the two cannot happen. The last page
 //! marks the run expanded; whoever then sees it expanded with every created job done moves it
 //! `sending` → `sent` (or back to `scheduled` for a recurrence) with one conditional write.
 //! A held job counts as recorded: its later release moves its count from `held` to its status.
@@ -205,18 +207,13 @@ impl Planner<'_> {
         }
     }
 
-    /// Creates the records of these users' jobs in a run (once each), counted in the run.
+    /// Creates the records of these users' jobs in a run (once each), each counted in the run in
+    /// the same transaction.
     async fn create_records(&self, m: &Mailing, run: &str, users: &[String]) -> Result<(), PlanError> {
-        let mut created = 0;
         for user in users {
             for channel in &m.channels {
-                if self.notifications.create_notification(&Self::record(m, run, user, *channel)).await? {
-                    created += 1;
-                }
+                self.mailings.create_job(&Self::record(m, run, user, *channel), &m.id, run).await?;
             }
-        }
-        if created > 0 {
-            self.mailings.add_to_counts(&m.id, run, created, 0, &[]).await?;
         }
         Ok(())
     }
@@ -307,28 +304,34 @@ impl Planner<'_> {
         } else {
             self.outcome(&id, m, profile, channel).await?
         };
-        self.record_outcome(m, &mut record, outcome).await?;
-        self.mailings.add_to_counts(&m.id, run, 0, 1, &[(count_key(channel, record.status), 1)]).await?;
-        Ok(())
+        let counts = [(count_key(channel, outcome.status), 1)];
+        self.record_outcome(m, run, &mut record, outcome, NotificationStatus::Queued, true, &counts).await
     }
 
-    async fn record_outcome(&self, m: &Mailing, record: &mut Notification, outcome: Outcome) -> Result<(), PlanError> {
+    /// The record in its new state and its counts, written at once if it is still `from`; a held
+    /// one's release scheduled first (a release that finds it not held does nothing).
+    #[allow(clippy::too_many_arguments)]
+    async fn record_outcome(
+        &self,
+        m: &Mailing,
+        run: &str,
+        record: &mut Notification,
+        outcome: Outcome,
+        from: NotificationStatus,
+        done: bool,
+        counts: &[(String, i64)],
+    ) -> Result<(), PlanError> {
         record.status = outcome.status;
         record.reason = outcome.reason;
         record.held_until = outcome.held_until.map(rfc3339);
         record.updated_at = rfc3339(now());
-        tracing::info!(
-            notification_id = record.id,
-            mailing_id = m.id,
-            channel = record.channel.as_str(),
-            status = record.status.as_str(),
-            "planned"
-        );
-        self.notifications.update_notification(record).await?;
         if let Some(until) = outcome.held_until {
             let release = PlatformMessage::Release { notification_id: record.id.clone() };
             self.scheduler.schedule_at(&release_schedule(&record.id), until, &release).await?;
         }
+        let written = self.mailings.record_job(record, from, &m.id, run, done, counts).await?;
+        let (id, status) = (record.id.as_str(), record.status.as_str());
+        tracing::info!(notification_id = id, mailing_id = m.id, channel = record.channel.as_str(), status, written, "planned");
         Ok(())
     }
 
@@ -359,12 +362,12 @@ impl Planner<'_> {
         } else {
             self.outcome(notification_id, &m, &profile, channel).await?
         };
-        self.record_outcome(&m, &mut record, outcome).await?;
-        if record.status != NotificationStatus::Held {
-            let moved = [(count_key(channel, NotificationStatus::Held), -1), (count_key(channel, record.status), 1)];
-            self.mailings.add_to_counts(&m.id, "", 0, 0, &moved).await?;
-        }
-        Ok(())
+        let moved = if outcome.status == NotificationStatus::Held {
+            Vec::new()
+        } else {
+            vec![(count_key(channel, NotificationStatus::Held), -1), (count_key(channel, outcome.status), 1)]
+        };
+        self.record_outcome(&m, "", &mut record, outcome, NotificationStatus::Held, false, &moved).await
     }
 
     async fn try_finish(&self, m: &Mailing, run: &str) -> Result<(), PlanError> {

@@ -289,6 +289,8 @@ admitted!(MailingStore {
     add_to_counts(id: &str, run: &str, created: i64, done: i64, counts: &[(String, i64)]) -> ();
     mark_expanded(id: &str, run: &str) -> ();
     finish_run(id: &str, run: &str, to: MailingStatus) -> bool;
+    create_job(record: &Notification, mailing_id: &str, run: &str) -> bool;
+    record_job(record: &Notification, from: NotificationStatus, mailing_id: &str, run: &str, done: bool, counts: &[(String, i64)]) -> bool;
 });
 
 #[cfg(test)]

@@ -787,6 +787,43 @@ impl MailingStore for MemoryStore {
         Ok(())
     }
 
+    async fn create_job(&self, record: &Notification, mailing_id: &str, run: &str) -> StoreResult<bool> {
+        let mut g = self.lock();
+        let now = epoch_now();
+        if g.notifications.get(&record.id).is_some_and(|n| !expired(n.expires_at, now)) {
+            return Ok(false);
+        }
+        let Some(m) = g.mailings.get_mut(mailing_id).filter(|m| m.last_run.as_deref() == Some(run)) else { return Ok(false) };
+        m.created_jobs += 1;
+        g.notifications.insert(record.id.clone(), record.clone());
+        Ok(true)
+    }
+
+    async fn record_job(
+        &self,
+        record: &Notification,
+        from: NotificationStatus,
+        mailing_id: &str,
+        run: &str,
+        done: bool,
+        counts: &[(String, i64)],
+    ) -> StoreResult<bool> {
+        let mut g = self.lock();
+        if g.notifications.get(&record.id).is_none_or(|n| n.status != from) {
+            return Ok(false);
+        }
+        g.notifications.insert(record.id.clone(), record.clone());
+        if let Some(m) = g.mailings.get_mut(mailing_id) {
+            if done && m.last_run.as_deref() == Some(run) {
+                m.done_jobs += 1;
+            }
+            for (k, v) in counts {
+                *m.counts.entry(k.clone()).or_default() += v;
+            }
+        }
+        Ok(true)
+    }
+
     async fn finish_run(&self, id: &str, run: &str, to: MailingStatus) -> StoreResult<bool> {
         let mut g = self.lock();
         let Some(m) = g.mailings.get_mut(id) else { return Ok(false) };

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 
 use crate::domain::{
     AckOutcome, BatchState, Channel, ChatMessage, Claim, Connection, Conversation, Delivery, EventType, Mailing, MailingStatus, NewMessage,
-    Notification, NotificationFilter, Subscription, Template, UnreadCount, UserProfile, pick_for_locale,
+    Notification, NotificationFilter, NotificationStatus, Subscription, Template, UnreadCount, UserProfile, pick_for_locale,
 };
 pub use error::{StoreError, StoreResult};
 
@@ -241,6 +241,23 @@ pub trait MailingStore: Send + Sync {
     async fn add_to_counts(&self, id: &str, run: &str, created: i64, done: i64, counts: &[(String, i64)]) -> StoreResult<()>;
     /// Marks the run `run` expanded (every job has its record); ignored for another run.
     async fn mark_expanded(&self, id: &str, run: &str) -> StoreResult<()>;
+    /// Creates a job's history record and counts it in the run `run` of mailing `mailing_id`, at
+    /// once (one transaction); `false` (nothing changed) when the record exists or `run` is no
+    /// longer the mailing's last run.
+    async fn create_job(&self, record: &Notification, mailing_id: &str, run: &str) -> StoreResult<bool>;
+    /// Writes a job's record in its new state and adds `counts` to its mailing, at once (one
+    /// transaction), if the stored record is still `from` (a conditional write); `false` (nothing
+    /// changed) otherwise. `done`: the job also counts in the run's done jobs, while `run` is the
+    /// mailing's last run.
+    async fn record_job(
+        &self,
+        record: &Notification,
+        from: NotificationStatus,
+        mailing_id: &str,
+        run: &str,
+        done: bool,
+        counts: &[(String, i64)],
+    ) -> StoreResult<bool>;
     /// Moves a `sending` mailing whose last run is `run`, expanded, with every created job done,
     /// to `to` (`sent`, or `scheduled` between recurrences); `false` otherwise.
     async fn finish_run(&self, id: &str, run: &str, to: MailingStatus) -> StoreResult<bool>;

@@ -7,13 +7,15 @@
 //! `kind`, so no index holds them, and a TTL.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 
 use super::DynamoStore;
-use super::error::{OrStore, applied};
+use super::error::{CONDITION_FAILED, Cancelled, OrStore, applied, map_err};
+use super::item::ToItem;
 use super::item::{Item, get_n, get_opt_s, get_s, key, n, name, s};
+use super::query::backoff;
 use super::query::{decode_key_cursor, encode_cursor, limit_i32};
-use crate::domain::{Mailing, MailingKind, MailingStatus, now, rfc3339};
+use crate::domain::{Mailing, MailingKind, MailingStatus, Notification, NotificationStatus, epoch_secs, now, rfc3339};
 use crate::store::tables::{BY_KIND, TableId, attr};
 use crate::store::{MailingStore, Page, StoreError, StoreResult};
 
@@ -85,6 +87,63 @@ fn live(m: &Mailing) -> bool {
 impl DynamoStore {
     fn mailing_key(id: &str) -> Item {
         key([(attr::MAILING_ID, s(id))])
+    }
+
+    /// Runs a job transaction (a history record and its mailing's counters), retrying conflicts;
+    /// `Err(cancelled)` when DynamoDB cancelled it for a condition.
+    async fn job_transaction(&self, items: Vec<TransactWriteItem>) -> StoreResult<Result<(), Cancelled>> {
+        let table = self.table(TableId::Mailings);
+        let mut round = 0;
+        loop {
+            let err = match self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await {
+                Ok(_) => return Ok(Ok(())),
+                Err(err) => err,
+            };
+            let Some(cancelled) = Cancelled::of(&err) else { return Err(map_err(table, err)) };
+            if cancelled.conflict() && round < 5 {
+                round += 1;
+                backoff(round).await;
+                continue;
+            }
+            if cancelled.conflict() {
+                return Err(map_err(table, err));
+            }
+            return Ok(Err(cancelled));
+        }
+    }
+
+    /// The counters' update of a job: `ADD` of the counts (and of `done_jobs`/`created_jobs`
+    /// when `run_counter` names one, then only while `run` is the last run).
+    fn counts_update(
+        &self,
+        mailing_id: &str,
+        run: &str,
+        run_counter: Option<&str>,
+        counts: &[(String, i64)],
+    ) -> StoreResult<Option<Update>> {
+        let mut parts = Vec::new();
+        let mut update = Update::builder().table_name(self.table(TableId::Mailings)).set_key(Some(Self::mailing_key(mailing_id)));
+        if let Some(counter) = run_counter {
+            parts.push("#rc :one".to_string());
+            update = update
+                .expression_attribute_names("#rc", counter)
+                .expression_attribute_values(":one", n(1))
+                .condition_expression("#run = :run")
+                .expression_attribute_names("#run", LAST_RUN)
+                .expression_attribute_values(":run", s(run));
+        } else {
+            update = update.condition_expression("attribute_exists(#k)").expression_attribute_names("#k", attr::MAILING_ID);
+        }
+        for (i, (k, v)) in counts.iter().enumerate() {
+            parts.push(format!("#c{i} :c{i}"));
+            update = update
+                .expression_attribute_names(format!("#c{i}"), format!("{COUNT_PREFIX}{k}"))
+                .expression_attribute_values(format!(":c{i}"), n(*v));
+        }
+        if parts.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(update.update_expression(format!("ADD {}", parts.join(", "))).build()?))
     }
 }
 
@@ -253,6 +312,76 @@ impl MailingStore for DynamoStore {
             .expression_attribute_values(":run", s(run));
         applied(update.send().await.or_store(table))?;
         Ok(())
+    }
+
+    async fn create_job(&self, record: &Notification, mailing_id: &str, run: &str) -> StoreResult<bool> {
+        let put = Put::builder()
+            .table_name(self.table(TableId::Notifications))
+            .set_item(Some(record.to_item()))
+            .condition_expression("attribute_not_exists(#k) OR #e < :now")
+            .expression_attribute_names("#k", attr::NOTIFICATION_ID)
+            .expression_attribute_names("#e", attr::EXPIRES_AT)
+            .expression_attribute_values(":now", n(epoch_secs(now())))
+            .build()?;
+        let Some(count) = self.counts_update(mailing_id, run, Some(CREATED_JOBS), &[])? else { return Ok(false) };
+        let items = vec![TransactWriteItem::builder().put(put).build(), TransactWriteItem::builder().update(count).build()];
+        match self.job_transaction(items).await? {
+            Ok(()) => Ok(true),
+            // The SDK retried a transaction whose answer was lost: it is ours.
+            Err(_) if crate::store::NotificationStore::get_notification(self, &record.id).await?.as_ref() == Some(record) => Ok(true),
+            Err(c) if c.failed(0, CONDITION_FAILED) || c.failed(1, CONDITION_FAILED) => Ok(false),
+            Err(_) => Err(StoreError::ConditionFailed(format!("job {} not created", record.id))),
+        }
+    }
+
+    async fn record_job(
+        &self,
+        record: &Notification,
+        from: NotificationStatus,
+        mailing_id: &str,
+        run: &str,
+        done: bool,
+        counts: &[(String, i64)],
+    ) -> StoreResult<bool> {
+        let put = || {
+            Put::builder()
+                .table_name(self.table(TableId::Notifications))
+                .set_item(Some(record.to_item()))
+                .condition_expression("#st = :from")
+                .expression_attribute_names("#st", name::STATUS)
+                .expression_attribute_values(":from", s(from.as_str()))
+                .build()
+        };
+        // Counted in the run while it is the last; a stale run's job only in the counts.
+        for run_counter in [done.then_some(DONE_JOBS), None] {
+            let mut items = vec![TransactWriteItem::builder().put(put()?).build()];
+            if let Some(update) = self.counts_update(mailing_id, run, run_counter, counts)? {
+                items.push(TransactWriteItem::builder().update(update).build());
+            }
+            match self.job_transaction(items).await? {
+                Ok(()) => return Ok(true),
+                Err(_) if crate::store::NotificationStore::get_notification(self, &record.id).await?.as_ref() == Some(record) => {
+                    return Ok(true);
+                }
+                Err(c) if c.failed(0, CONDITION_FAILED) => return Ok(false),
+                Err(c) if c.failed(1, CONDITION_FAILED) && run_counter.is_some() => continue,
+                // The mailing is gone: the record alone.
+                Err(c) if c.failed(1, CONDITION_FAILED) => {
+                    let table = self.table(TableId::Notifications);
+                    let put = self
+                        .client
+                        .put_item()
+                        .table_name(table)
+                        .set_item(Some(record.to_item()))
+                        .condition_expression("#st = :from")
+                        .expression_attribute_names("#st", name::STATUS)
+                        .expression_attribute_values(":from", s(from.as_str()));
+                    return applied(put.send().await.or_store(table));
+                }
+                Err(_) => return Err(StoreError::ConditionFailed(format!("job {} not recorded", record.id))),
+            }
+        }
+        Ok(false)
     }
 
     async fn finish_run(&self, id: &str, run: &str, to: MailingStatus) -> StoreResult<bool> {
