@@ -328,9 +328,9 @@ impl AdminDeps<'_> {
                 n.reason = Some("the mailing was cancelled".into());
                 n.held_until = None;
                 n.updated_at = rfc3339(now());
-                self.notifications.update_notification(&n).await?;
                 let moved = [(count_key(n.channel, NotificationStatus::Held), -1), (count_key(n.channel, NotificationStatus::Skipped), 1)];
-                self.mailings.add_to_counts(id, "", 0, 0, &moved).await?;
+                // Only if it is still held (its release may have just sent it), with its count.
+                self.mailings.record_job(&n, NotificationStatus::Held, id, "", false, &moved).await?;
             }
             match page.next {
                 Some(next) => cursor = Some(next),
