@@ -82,6 +82,8 @@ pub struct Handlers {
     pub scheduler: Arc<crate::scheduler::LocalScheduler>,
     /// Email and SMS, kept instead of sent (`GET /outbox`, CONTRACT §9).
     pub outbox: Outbox,
+    /// `HERALD_USER_INFO_URL`'s client, when configured.
+    pub user_info: Option<herald::platform::user_info::UserInfo>,
 }
 
 /// A handler failure: API Gateway turns it into a 500 (`$connect`) or an "Internal server error" frame.
@@ -137,6 +139,7 @@ impl Handlers {
             sms: Some(&self.outbox),
             queue: &*self.platform,
             scheduler: &*self.scheduler,
+            user_info: self.user_info.as_ref(),
         };
         match herald_platform_events::handle(&deps, request).await {
             Ok(r) => r,
@@ -158,6 +161,7 @@ impl Handlers {
             sms: Some(&self.outbox),
             queue: &*self.platform,
             scheduler: &*self.scheduler,
+            user_info: self.user_info.as_ref(),
         };
         herald_platform_worker::handle_sqs(&planner, event).await.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
     }

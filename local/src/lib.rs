@@ -92,6 +92,10 @@ pub struct Options {
     /// `HERALD_CORS_ORIGINS`: the browser origins allowed to call the HTTP API (`POST /notify`),
     /// comma-separated, `*` for any; empty (the default) answers no CORS request.
     pub cors_origins: Vec<String>,
+    /// `HERALD_USER_INFO_URL` and `HERALD_USER_INFO_TOKEN`: what a profile lacks for a job comes
+    /// from the auth service (CONTRACT §9, "Users").
+    pub user_info_url: Option<String>,
+    pub user_info_token: Option<String>,
 }
 
 impl Options {
@@ -138,6 +142,8 @@ impl Options {
                 .transpose()?,
             post_timeout: Duration::from_millis(herald::config::parsed(get, "HERALD_POST_TIMEOUT_MS", 2_000u64)?),
             cors_origins: cors_origins(get)?,
+            user_info_url: get(herald::platform::user_info::URL_VAR),
+            user_info_token: get(herald::platform::user_info::TOKEN_VAR),
         })
     }
 }
@@ -425,6 +431,11 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         return Err(StartError::DevSecretOffLoopback { host: options.host.clone() });
     }
     let verifier = Verifier::new(&options.auth)?;
+    let user_info = herald::platform::user_info::UserInfo::from_env(&|k: &str| match k {
+        herald::platform::user_info::URL_VAR => options.user_info_url.clone(),
+        herald::platform::user_info::TOKEN_VAR => options.user_info_token.clone(),
+        _ => None,
+    })?;
     let faults = Arc::new(Faults::new(options.faults.clone(), options.faults_seed, options.post_timeout));
     let (store, queues) = backend(&options, &faults).await?;
     let registry = Arc::new(Registry::new(options.connection_limits));
@@ -454,6 +465,7 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         scheduler: Arc::new(scheduler::LocalScheduler::new(platform.clone())),
         platform,
         outbox: Default::default(),
+        user_info,
     });
     if options.backend == Backend::Aws {
         // The tables outlive a restart, this process's schedules do not: schedule again what waits.

@@ -80,6 +80,19 @@ pub const SETTINGS: &[Setting] = &[
     s("HERALD_SCHEDULER_ROLE_ARN", "", Lambda, "the role EventBridge Scheduler assumes to send to the platform queue"),
     s("HERALD_MANAGEMENT_ENDPOINT", "", Lambda, "the API Gateway management API endpoint"),
     s(
+        "HERALD_EMAIL_FROM",
+        "",
+        Lambda,
+        "the verified SES identity email is sent from; unset: email fails \"not configured\" (herald-local keeps email in GET /outbox)",
+    ),
+    s(
+        "HERALD_USER_INFO_URL",
+        "",
+        Both,
+        "the auth service's user URL with {user_id}: what a profile lacks (email, phone, name) comes from it",
+    ),
+    s("HERALD_USER_INFO_TOKEN", "", Both, "the bearer token presented to HERALD_USER_INFO_URL"),
+    s(
         "HERALD_TLS_ROOTS",
         "aws",
         Lambda,

@@ -47,6 +47,8 @@ pub struct EventsDeps<'a> {
     pub sms: Option<&'a dyn ChannelSender>,
     pub queue: &'a dyn Queue,
     pub scheduler: &'a dyn Scheduler,
+    /// `HERALD_USER_INFO_URL`'s client, when configured.
+    pub user_info: Option<&'a herald::platform::user_info::UserInfo>,
 }
 
 /// The most recipients one event names (`users`).
@@ -240,6 +242,7 @@ impl EventsDeps<'_> {
             sms: self.sms,
             queue: self.queue,
             scheduler: self.scheduler,
+            user_info: self.user_info,
         }
     }
 
@@ -495,6 +498,7 @@ mod tests {
             sms: None,
             queue: &kept,
             scheduler: &kept,
+            user_info: None,
         };
         let request = http::Request::builder()
             .method("POST")

@@ -12,8 +12,10 @@ async fn main() -> Result<(), Error> {
     let push = herald::platform::channels::PushSender { queue: &queue };
     // The platform queue (the worker's) and EventBridge Scheduler for what is sent later.
     let scheduler = herald::platform::schedule::eventbridge::EventBridgeScheduler::from_lookup(&sdk, &herald::config::env)?;
-    // Email (SESv2) and SMS (SNS) senders come with their slice: until then those channels fail
-    // with a reason in the history.
+    // Email through SESv2 (with HERALD_EMAIL_FROM), SMS through SNS; what a profile lacks from
+    // HERALD_USER_INFO_URL.
+    let (email, sms) = herald::platform::providers::from_env(&sdk, &herald::config::env)?;
+    let user_info = herald::platform::user_info::UserInfo::from_env(&herald::config::env)?;
     let deps = herald_platform_events::EventsDeps {
         verifier: &verifier,
         templates: &store,
@@ -23,10 +25,11 @@ async fn main() -> Result<(), Error> {
         subscriptions: &store,
         mailings: &store,
         push: &push,
-        email: None,
-        sms: None,
+        email: email.as_ref().map(|e| e as &dyn herald::platform::channels::ChannelSender),
+        sms: Some(&sms),
         queue: &scheduler.queue,
         scheduler: &scheduler,
+        user_info: user_info.as_ref(),
     };
     run(service_fn(|request| herald::metrics::emf(herald_platform_events::handle(&deps, request)))).await
 }

@@ -10,6 +10,10 @@ async fn main() -> Result<(), Error> {
     let notifications = herald::queue::SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), queue_url);
     let push = herald::platform::channels::PushSender { queue: &notifications };
     let scheduler = herald::platform::schedule::eventbridge::EventBridgeScheduler::from_lookup(&sdk, &herald::config::env)?;
+    // Email through SESv2 (with HERALD_EMAIL_FROM), SMS through SNS; what a profile lacks from
+    // HERALD_USER_INFO_URL.
+    let (email, sms) = herald::platform::providers::from_env(&sdk, &herald::config::env)?;
+    let user_info = herald::platform::user_info::UserInfo::from_env(&herald::config::env)?;
     let planner = herald::platform::planner::Planner {
         templates: &store,
         users: &store,
@@ -17,10 +21,11 @@ async fn main() -> Result<(), Error> {
         notifications: &store,
         mailings: &store,
         push: &push,
-        email: None,
-        sms: None,
+        email: email.as_ref().map(|e| e as &dyn herald::platform::channels::ChannelSender),
+        sms: Some(&sms),
         queue: &scheduler.queue,
         scheduler: &scheduler,
+        user_info: user_info.as_ref(),
     };
     run(service_fn(|e: LambdaEvent<SqsEvent>| {
         let planner = &planner;

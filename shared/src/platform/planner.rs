@@ -27,6 +27,7 @@ use super::channels::{ChannelSender, Outgoing, SendError};
 use super::preferences::{channel_allowed, quiet_until};
 use super::schedule::{PlatformMessage, ScheduleError, Scheduler, release_schedule};
 use super::templates::{self, Sources};
+use super::user_info::UserInfo;
 use crate::domain::{
     Channel, Content, Mailing, MailingAudience, MailingKind, MailingStatus, Notification, NotificationStatus, UserProfile, count_key,
     epoch_secs, now, rfc3339,
@@ -95,6 +96,8 @@ pub struct Planner<'a> {
     pub sms: Option<&'a dyn ChannelSender>,
     pub queue: &'a dyn Queue,
     pub scheduler: &'a dyn Scheduler,
+    /// `HERALD_USER_INFO_URL`: what a profile lacks for a job comes from the auth service.
+    pub user_info: Option<&'a UserInfo>,
 }
 
 fn parse_time(text: &str) -> Option<time::OffsetDateTime> {
@@ -394,6 +397,25 @@ impl Planner<'_> {
         {
             return Ok(Outcome { status: Held, reason: Some(format!("quiet hours until {}", rfc3339(until))), held_until: Some(until) });
         }
+        // What the profile lacks for this job (the address, or the name a template may use)
+        // from the auth service, when there is one.
+        let completed;
+        let profile = match self.user_info {
+            Some(info)
+                if profile.name.is_none()
+                    || (channel == Channel::Email && profile.email.is_none())
+                    || (channel == Channel::Sms && profile.phone.is_none()) =>
+            {
+                match info.complete(profile.clone(), None).await {
+                    Ok(p) => {
+                        completed = p;
+                        &completed
+                    }
+                    Err(e) => return Ok(Outcome::of(Failed, e.to_string())),
+                }
+            }
+            _ => profile,
+        };
         let to = match channel {
             Channel::Email => profile.email.clone(),
             Channel::Sms => profile.phone.clone(),
@@ -502,11 +524,17 @@ mod tests {
                 sms: None,
                 queue: &self.queue,
                 scheduler: &self.scheduler,
+                user_info: None,
             }
         }
 
         /// Handles what is on the queue, in order, `limit` messages at most; returns how many.
         async fn drain(&self, limit: usize) -> usize {
+            self.drain_with(&self.planner(), limit).await
+        }
+
+        /// Runs what is on the queue with `planner`, at most `limit` messages.
+        async fn drain_with(&self, planner: &Planner<'_>, limit: usize) -> usize {
             let mut done = 0;
             while done < limit {
                 let next = {
@@ -515,7 +543,7 @@ mod tests {
                 };
                 let Some(call) = next else { break };
                 let message: PlatformMessage = serde_json::from_str(call.strip_prefix("send ").unwrap()).unwrap();
-                self.planner().handle(&message).await.unwrap();
+                planner.handle(&message).await.unwrap();
                 done += 1;
             }
             done
@@ -622,5 +650,39 @@ mod tests {
         let failed = w.store.get_notification(&notification_id("m", "u0", Channel::Email)).await.unwrap().unwrap();
         assert!(failed.reason.as_deref().is_some_and(|r| r.contains("throttled") && r.contains("3 attempts")), "{failed:?}");
         assert_eq!(m.status, MailingStatus::Sent);
+    }
+
+    /// A stand-in auth service on a free port answering `GET /users/{id}` for `known` only.
+    async fn auth_service(known: &'static str, body: Value) -> String {
+        let app = axum::Router::new().route(
+            "/users/{id}",
+            axum::routing::get(move |axum::extract::Path(id): axum::extract::Path<String>| {
+                let body = body.clone();
+                async move { if id == known { Ok(axum::Json(body)) } else { Err(axum::http::StatusCode::SERVICE_UNAVAILABLE) } }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}/users/{{user_id}}")
+    }
+
+    #[tokio::test]
+    async fn what_a_profile_lacks_comes_from_the_user_info_service_or_the_job_fails_saying_why() {
+        let w = World::new();
+        let url = auth_service("u0", json!({"email": "zero@example.com", "name": "Zero"})).await;
+        let info = UserInfo::new(&url).unwrap();
+        let mut m = free_form("m", 2, None);
+        m.channels = vec![Channel::Email];
+        w.store.create_mailing(&m).await.unwrap();
+        let planner = Planner { user_info: Some(&info), ..w.planner() };
+        planner.fire("m", None).await.unwrap();
+        w.drain_with(&planner, usize::MAX).await;
+        let sent = w.email.sent.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!((sent[0].user_id.as_str(), sent[0].to.as_str()), ("u0", "zero@example.com"));
+        let failed = w.store.get_notification(&notification_id("m", "u1", Channel::Email)).await.unwrap().unwrap();
+        assert_eq!(failed.status, NotificationStatus::Failed);
+        assert_eq!(failed.reason.as_deref(), Some("the user info service (127.0.0.1) answered 503 Service Unavailable"), "{failed:?}");
     }
 }
