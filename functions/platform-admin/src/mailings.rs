@@ -40,17 +40,7 @@ fn channels_field(obj: &Map<String, Value>) -> Result<Vec<Channel>, AdminError> 
     if list.is_empty() {
         return Err(bad("\"channels\" must name at least one channel (email, sms or push)"));
     }
-    let mut out = Vec::new();
-    for v in list {
-        let c = v
-            .as_str()
-            .and_then(Channel::parse)
-            .ok_or_else(|| bad(format!("\"channels\": {v} is not a channel: the channels are email, sms and push")))?;
-        if !out.contains(&c) {
-            out.push(c);
-        }
-    }
-    Ok(out)
+    Channel::parse_list(list).map_err(bad)
 }
 
 fn audience_field(obj: &Map<String, Value>) -> Result<MailingAudience, AdminError> {

@@ -206,19 +206,7 @@ pub fn parse_body(bytes: &[u8]) -> Result<EventRequest, EventsError> {
     };
     let channels = match obj.get("channels") {
         None | Some(Value::Null) => None,
-        Some(Value::Array(list)) if !list.is_empty() => {
-            let mut out = Vec::new();
-            for v in list {
-                let c = v
-                    .as_str()
-                    .and_then(Channel::parse)
-                    .ok_or_else(|| bad(format!("\"channels\": {v} is not a channel: the channels are email, sms and push")))?;
-                if !out.contains(&c) {
-                    out.push(c);
-                }
-            }
-            Some(out)
-        }
+        Some(Value::Array(list)) if !list.is_empty() => Some(Channel::parse_list(list).map_err(bad)?),
         Some(_) => return Err(bad("\"channels\" must be a non-empty array such as [\"email\",\"push\"]")),
     };
     let transaction_id = text("transaction_id")?;

@@ -25,6 +25,22 @@ impl Channel {
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.as_str() == text)
     }
+
+    /// A JSON list of channel names, each once in the order given; the error names the value
+    /// that is not a channel (`"channels": …`).
+    pub fn parse_list(list: &[serde_json::Value]) -> Result<Vec<Self>, String> {
+        let mut out = Vec::new();
+        for v in list {
+            let c = v
+                .as_str()
+                .and_then(Self::parse)
+                .ok_or_else(|| format!("\"channels\": {v} is not a channel: the channels are email, sms and push"))?;
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// A stored template: its sources, its slot (name, channel, locale) and its version.
