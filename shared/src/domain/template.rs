@@ -131,6 +131,17 @@ pub fn pick_for_locale<'a>(templates: &'a [Template], user_locale: Option<&str>)
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_channel_list_is_deduplicated_in_order_and_names_what_is_not_a_channel() {
+        let list = |v: serde_json::Value| v.as_array().unwrap().clone();
+        assert_eq!(Channel::parse_list(&list(serde_json::json!(["push", "email", "push"]))), Ok(vec![Channel::Push, Channel::Email]));
+        assert_eq!(
+            Channel::parse_list(&list(serde_json::json!(["email", "fax"]))),
+            Err("\"channels\": \"fax\" is not a channel: the channels are email, sms and push".to_string())
+        );
+        assert!(Channel::parse_list(&list(serde_json::json!([1]))).unwrap_err().contains(": 1 is not a channel"));
+    }
+
     fn t(locale: Option<&str>) -> Template {
         Template {
             id: locale.unwrap_or("none").into(),
