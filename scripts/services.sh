@@ -13,6 +13,12 @@ DYNAMODB_LOCAL_VERSION=11.1.0
 MOTO_VERSION=5.2.5
 PLAYWRIGHT_CORE_VERSION=1.65.1
 CLIENT_PYTHON_PACKAGES=(websockets==17.4 protobuf==7.36.2 grpcio-tools==1.85.1)
+# tansu: an Apache-Kafka-compatible broker in Rust (crates.io), for the Kafka poller's tests. Its
+# default build has no storage engine (it stores nothing, silently), so it is built with the
+# memory-capable `dynostore` engine only. The build takes about 17 minutes here, so it goes to a
+# cache outside the clone, keyed by its version: CI clones afresh each run, the machine keeps ~/.cache.
+TANSU_VERSION=0.6.0
+TANSU_HOME="${XDG_CACHE_HOME:-$HOME/.cache}/herald/tansu-$TANSU_VERSION"
 mkdir -p "$TOOLS"
 
 herald_log() { printf '[herald] %s\n' "$*" >&2; }
@@ -43,6 +49,16 @@ PY
     "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "${CLIENT_PYTHON_PACKAGES[@]}"
   fi
   command -v java >/dev/null || { herald_log "java is required for DynamoDB Local"; return 1; }
+}
+
+herald_install_tansu() {
+  if [ ! -x "$TANSU_HOME/bin/tansu" ]; then
+    herald_log "building tansu $TANSU_VERSION (once per machine, ~17 min) into $TANSU_HOME"
+    cargo install --quiet --locked tansu --version "$TANSU_VERSION" \
+      --no-default-features --features dynostore --root "$TANSU_HOME.partial"
+    rm -rf "$TANSU_HOME" && mv "$TANSU_HOME.partial" "$TANSU_HOME"
+  fi
+  export HERALD_TEST_TANSU="$TANSU_HOME/bin/tansu"
 }
 
 herald_free_port() {
