@@ -159,7 +159,7 @@ pub async fn start_server_with(backend: BenchBackend, adjust: impl FnOnce(&mut O
         options.create_resources = true;
         options.tables = TableNames::with_prefix(&unique_prefix());
         options.sdk = Some(dynamodb_sdk_config().await?);
-        options.sqs_sdk = Some(moto_sdk_config().await?);
+        options.messaging_sdk = Some(moto_sdk_config().await?);
         options.queue_name = format!("bench{}", uuid::Uuid::new_v4().simple());
         options.fanout_queue_name = format!("{}-fanout", options.queue_name);
     }

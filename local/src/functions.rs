@@ -10,7 +10,7 @@ use herald::auth::Verifier;
 use herald::chat;
 use herald::config::DeliveryConfig;
 use herald::delivery::{RedeliveryCheck, RedeliveryTimer};
-use herald::platform::channels::{Outbox, PushSender};
+use herald::platform::channels::PushSender;
 use herald::queue::{Queue, QueueError};
 use herald::store::Store;
 
@@ -80,8 +80,8 @@ pub struct Handlers {
     pub platform: Arc<dyn Queue>,
     /// herald-local's scheduler: what is sent later goes on the platform queue at its time.
     pub scheduler: Arc<crate::scheduler::LocalScheduler>,
-    /// Email and SMS, kept instead of sent (`GET /outbox`, CONTRACT §9).
-    pub outbox: Outbox,
+    /// Email and SMS: kept in the outbox (`GET /outbox`, embedded) or sent through SES and SNS (aws).
+    pub senders: crate::Senders,
     /// `HERALD_USER_INFO_URL`'s client, when configured.
     pub user_info: Option<herald::platform::user_info::UserInfo>,
 }
@@ -135,8 +135,8 @@ impl Handlers {
             subscriptions: &*self.store,
             mailings: &*self.store,
             push: &push,
-            email: Some(&self.outbox),
-            sms: Some(&self.outbox),
+            email: self.senders.email.as_deref(),
+            sms: Some(&*self.senders.sms),
             queue: &*self.platform,
             scheduler: &*self.scheduler,
             user_info: self.user_info.as_ref(),
@@ -157,8 +157,8 @@ impl Handlers {
             notifications: &*self.store,
             mailings: &*self.store,
             push: &push,
-            email: Some(&self.outbox),
-            sms: Some(&self.outbox),
+            email: self.senders.email.as_deref(),
+            sms: Some(&*self.senders.sms),
             queue: &*self.platform,
             scheduler: &*self.scheduler,
             user_info: self.user_info.as_ref(),
@@ -166,11 +166,12 @@ impl Handlers {
         herald_platform_worker::handle_sqs(&planner, event).await.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
     }
 
-    /// `GET /outbox` (herald-local only, admin): the email and SMS kept instead of sent.
-    pub async fn outbox(&self, authorization: Option<&str>) -> Result<serde_json::Value, herald::auth::AuthError> {
+    /// `GET /outbox` (herald-local only, admin): the email and SMS kept instead of sent; `None`
+    /// on the aws backend, which sends them.
+    pub async fn outbox(&self, authorization: Option<&str>) -> Result<Option<serde_json::Value>, herald::auth::AuthError> {
         let token = herald::auth::bearer_token(authorization)?;
         self.verifier.verify(token).await?.require_admin()?;
-        Ok(serde_json::json!({ "items": self.outbox.items() }))
+        Ok(self.senders.outbox.as_ref().map(|o| serde_json::json!({ "items": o.items() })))
     }
 
     /// What `dispatch` runs with here: this process's store, gateway, timer and queues.

@@ -24,6 +24,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use herald::auth::{AuthConfig, Verifier};
 use herald::config::{ConfigError, DeliveryConfig};
+use herald::platform::channels::{ChannelSender, Outbox};
 use herald::store::Store;
 use herald::store::dynamodb::DynamoStore;
 use herald::store::memory::MemoryStore;
@@ -70,8 +71,13 @@ pub struct Options {
     pub visibility_timeout: Duration,
     /// With the aws backend: this SDK configuration instead of the environment's (tests).
     pub sdk: Option<aws_config::SdkConfig>,
-    /// With the aws backend: the SDK configuration for SQS, when it differs from `sdk` (tests).
-    pub sqs_sdk: Option<aws_config::SdkConfig>,
+    /// With the aws backend: the SDK configuration for SQS, SES and SNS, when it differs from
+    /// `sdk` (tests: DynamoDB Local for the tables, moto for the rest).
+    pub messaging_sdk: Option<aws_config::SdkConfig>,
+    /// `HERALD_EMAIL_FROM`: with the aws backend, the SES identity email is sent from (unset:
+    /// email fails "not configured", as in the cloud). The embedded backend keeps email in
+    /// `GET /outbox` and needs none.
+    pub email_from: Option<String>,
     /// The notifications queue's name (`HERALD_QUEUE_NAME`, default `herald-notifications`);
     /// its dead-letter queue is this name + `-dlq`.
     pub queue_name: String,
@@ -127,7 +133,8 @@ impl Options {
             connect_rate: None,
             visibility_timeout: Duration::from_millis(herald::config::parsed(get, "HERALD_VISIBILITY_TIMEOUT_MS", 30_000u64)?),
             sdk: None,
-            sqs_sdk: None,
+            messaging_sdk: None,
+            email_from: get(herald::platform::providers::EMAIL_FROM_VAR),
             queue_name: get("HERALD_QUEUE_NAME").unwrap_or_else(|| "herald-notifications".into()),
             fanout_queue_name: get("HERALD_FANOUT_QUEUE_NAME").unwrap_or_else(|| "herald-fanout".into()),
             platform_queue_name: get("HERALD_PLATFORM_QUEUE_NAME").unwrap_or_else(|| "herald-platform".into()),
@@ -311,6 +318,8 @@ pub enum StartError {
     Resources(#[from] herald::store::StoreError),
     #[error(transparent)]
     Queues(#[from] sqs::SqsSetupError),
+    #[error("could not create the SES identity {from}: {reason}")]
+    EmailIdentity { from: String, reason: String },
 }
 
 /// A running server.
@@ -345,7 +354,42 @@ impl Server {
 
 /// Builds the store and the queues for the backend; `store_throttle` goes beneath the store
 /// adapter's retries, and every store request is an operation `consumer_crash` may die at.
-async fn backend(options: &Options, faults: &Arc<Faults>) -> Result<(Arc<dyn Store>, Queues), StartError> {
+/// Where email and SMS go: the embedded backend keeps them in its outbox (`GET /outbox`), the
+/// aws backend sends them through SES and SNS, as the cloud's functions do.
+pub struct Senders {
+    pub outbox: Option<Arc<Outbox>>,
+    /// The aws backend's SES sender (`HERALD_EMAIL_FROM`).
+    pub email_from: Option<String>,
+    pub email: Option<Arc<dyn ChannelSender>>,
+    pub sms: Arc<dyn ChannelSender>,
+}
+
+impl Senders {
+    fn embedded() -> Self {
+        let outbox = Arc::new(Outbox::default());
+        Self { outbox: Some(outbox.clone()), email_from: None, email: Some(outbox.clone()), sms: outbox }
+    }
+
+    /// SES from `HERALD_EMAIL_FROM` and SNS; with `--create-resources`, the sender's identity too
+    /// (moto verifies it at once; AWS mails the address a link to verify it).
+    async fn aws(sdk: &aws_config::SdkConfig, options: &Options) -> Result<Self, StartError> {
+        let (email, sms) = herald::platform::providers::from_env(sdk, &|k: &str| match k {
+            herald::platform::providers::EMAIL_FROM_VAR => options.email_from.clone(),
+            _ => None,
+        })?;
+        if let (Some(ses), true) = (&email, options.create_resources) {
+            ses.create_identity().await.map_err(|reason| StartError::EmailIdentity { from: ses.from().to_string(), reason })?;
+        }
+        Ok(Self {
+            outbox: None,
+            email_from: email.as_ref().map(|e| e.from().to_string()),
+            email: email.map(|e| Arc::new(e) as Arc<dyn ChannelSender>),
+            sms: Arc::new(sms),
+        })
+    }
+}
+
+async fn backend(options: &Options, faults: &Arc<Faults>) -> Result<(Arc<dyn Store>, Queues, Senders), StartError> {
     if options.backend == Backend::Embedded {
         let queues = Queues {
             notifications: QueuePair::embedded(options.visibility_timeout),
@@ -357,7 +401,7 @@ async fn backend(options: &Options, faults: &Arc<Faults>) -> Result<(Arc<dyn Sto
         } else {
             Arc::new(MemoryStore::new())
         };
-        return Ok((store, queues));
+        return Ok((store, queues, Senders::embedded()));
     }
     let sdk = match &options.sdk {
         Some(sdk) => sdk.clone(),
@@ -374,13 +418,14 @@ async fn backend(options: &Options, faults: &Arc<Faults>) -> Result<(Arc<dyn Sto
     if options.create_resources {
         store.create_tables().await?;
     }
-    let client = aws_sdk_sqs::Client::new(options.sqs_sdk.as_ref().unwrap_or(&sdk));
+    let messaging = options.messaging_sdk.as_ref().unwrap_or(&sdk);
+    let client = aws_sdk_sqs::Client::new(messaging);
     let queues = Queues {
         notifications: QueuePair::sqs(&client, &options.queue_name, options).await?,
         fanout: QueuePair::sqs(&client, &options.fanout_queue_name, options).await?,
         platform: QueuePair::sqs(&client, &options.platform_queue_name, options).await?,
     };
-    Ok((Arc::new(store), queues))
+    Ok((Arc::new(store), queues, Senders::aws(messaging, options).await?))
 }
 
 /// What `--backend aws` cannot start without, said in one sentence before any request is made
@@ -437,7 +482,7 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         _ => None,
     })?;
     let faults = Arc::new(Faults::new(options.faults.clone(), options.faults_seed, options.post_timeout));
-    let (store, queues) = backend(&options, &faults).await?;
+    let (store, queues, senders) = backend(&options, &faults).await?;
     let registry = Arc::new(Registry::new(options.connection_limits));
     let (mut queue, mut dead_letters) = queues.notifications.senders();
     let (mut fanout, _) = queues.fanout.senders();
@@ -464,7 +509,7 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         fanout,
         scheduler: Arc::new(scheduler::LocalScheduler::new(platform.clone())),
         platform,
-        outbox: Default::default(),
+        senders,
         user_info,
     });
     if options.backend == Backend::Aws {
@@ -679,7 +724,12 @@ async fn platform_events(
 async fn outbox(axum::extract::State(app): axum::extract::State<Arc<App>>, headers: axum::http::HeaderMap) -> axum::response::Response {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     match app.handlers.outbox(authorization).await {
-        Ok(body) => axum::Json(body).into_response(),
+        Ok(Some(body)) => axum::Json(body).into_response(),
+        Ok(None) => json_error(
+            axum::http::StatusCode::NOT_FOUND,
+            "not_found",
+            "GET /outbox is the embedded backend's: --backend aws sends email through SES and SMS through SNS".into(),
+        ),
         Err(e) => json_error(
             axum::http::StatusCode::from_u16(e.status()).unwrap_or(axum::http::StatusCode::UNAUTHORIZED),
             e.code(),

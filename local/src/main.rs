@@ -184,18 +184,25 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let tables: Vec<String> = options.tables.iter().map(|(_, name)| name.to_string()).collect();
     let created = if options.create_resources { " (created where missing)" } else { "" };
+    let email = match &options.email_from {
+        Some(from) => format!("email through SES from {from}, SMS through SNS"),
+        None => "SMS through SNS; email is not configured (set HERALD_EMAIL_FROM)".to_string(),
+    };
     let server = herald_local::start(options).await?;
     let a = server.addr;
     println!("herald-local is ready ({:?} backend)", cli.backend);
     if cli.backend == Backend::Aws {
         println!("  tables         {}{created}", tables.join(", "));
         let queues = &server.app.queues;
-        for (label, pair) in [("notifications", &queues.notifications), ("fan-out", &queues.fanout)] {
+        for (label, pair) in [("notifications", &queues.notifications), ("fan-out", &queues.fanout), ("platform", &queues.platform)] {
             if let Some((url, dead_letters)) = pair.urls() {
                 println!("  queue          {label} {url}{created}");
                 println!("                 {label} dead letters {dead_letters}");
             }
         }
+        println!("  platform       {email}");
+    } else {
+        println!("  platform       email and SMS kept, not sent: GET http://{a}/outbox (admin token)");
     }
     println!("  notifications  ws://{a}/api/v1/notify/ws?token=<JWT>");
     println!("  chat           ws://{a}/ws?sid=<participant>   (Sec-WebSocket-Protocol: access_token, <JWT>)");

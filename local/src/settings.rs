@@ -82,8 +82,8 @@ pub const SETTINGS: &[Setting] = &[
     s(
         "HERALD_EMAIL_FROM",
         "",
-        Lambda,
-        "the verified SES identity email is sent from; unset: email fails \"not configured\" (herald-local keeps email in GET /outbox)",
+        Both,
+        "the verified SES identity email is sent from; unset: email fails \"not configured\" (the embedded backend keeps email in GET /outbox and needs none)",
     ),
     s(
         "HERALD_USER_INFO_URL",

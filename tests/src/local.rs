@@ -49,10 +49,13 @@ pub async fn spawn_with(on: On, adjust: impl FnOnce(&mut Options)) -> Server {
         options.create_resources = true;
         options.tables = TableNames::with_prefix(&crate::dynamo::unique_prefix());
         options.sdk = Some(crate::dynamo::local_sdk_config().await);
-        options.sqs_sdk = Some(moto_sdk_config().await);
+        options.messaging_sdk = Some(moto_sdk_config().await);
         options.queue_name = format!("q{}", uuid::Uuid::new_v4().simple());
         options.fanout_queue_name = format!("{}-fanout", options.queue_name);
         options.platform_queue_name = format!("{}-platform", options.queue_name);
+        // Email goes out through SES on moto, from a sender of this server's own, which is how
+        // `sent_email` tells its mail from the other tests'.
+        options.email_from = Some(format!("herald-{}@example.com", uuid::Uuid::new_v4().simple()));
     }
     adjust(&mut options);
     herald_local::start(options).await.expect("herald-local starts")
@@ -73,6 +76,62 @@ pub async fn moto_sdk_config() -> aws_config::SdkConfig {
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "static"))
         .load()
         .await
+}
+
+/// What moto holds, as its `/moto-api/data.json` shows it.
+pub async fn moto_data() -> Value {
+    let endpoint = std::env::var(MOTO_VAR).unwrap_or_else(|_| panic!("{MOTO_VAR} is not set: run the suite with `./scripts/test`"));
+    reqwest::get(format!("{endpoint}/moto-api/data.json")).await.expect("moto answers").json().await.expect("moto's data is JSON")
+}
+
+/// The email herald-local sent, oldest first, each `{"to","subject","body"[,"html"]}`: on the
+/// embedded backend, its `GET /outbox`; on the aws backend, what SES (moto) was asked to send
+/// from this server's sender. moto keeps one part of an email, the HTML when there is one: such
+/// a message has its HTML as `html` and no `body`.
+pub async fn sent_email(server: &Server) -> Vec<Value> {
+    match &server.app.handlers.senders.email_from {
+        None => outbox(server).await.into_iter().filter(|i| i["channel"] == "email").collect(),
+        Some(from) => moto_data().await["ses"]["Message"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["source"] == from.as_str())
+            .map(|m| {
+                let part = if m["body"].as_str().is_some_and(|b| b.starts_with('<')) { "html" } else { "body" };
+                json!({ "to": m["destinations"]["ToAddresses"][0], "subject": m["subject"], part: m["body"] })
+            })
+            .collect(),
+    }
+}
+
+/// The texts of the SMS herald-local sent to `phone`, oldest first: the embedded backend's
+/// `GET /outbox`, or what SNS (moto) was asked to send (tests use numbers of their own).
+pub async fn sent_sms(server: &Server, phone: &str) -> Vec<String> {
+    let items: Vec<Value> = if server.app.handlers.senders.outbox.is_some() {
+        outbox(server)
+            .await
+            .into_iter()
+            .filter(|i| i["channel"] == "sms")
+            .map(|i| json!({"phone_number": i["to"], "message": i["body"]}))
+            .collect()
+    } else {
+        moto_data().await["sns"]["SMS"].as_array().cloned().unwrap_or_default()
+    };
+    items.iter().filter(|m| m["phone_number"] == phone).filter_map(|m| m["message"].as_str().map(String::from)).collect()
+}
+
+/// `GET /outbox` as an admin (the embedded backend's).
+async fn outbox(server: &Server) -> Vec<Value> {
+    let reply: Value = reqwest::Client::new()
+        .get(server.url("/outbox"))
+        .bearer_auth(admin_token())
+        .send()
+        .await
+        .expect("GET /outbox")
+        .json()
+        .await
+        .expect("JSON");
+    reply["items"].as_array().unwrap_or_else(|| panic!("GET /outbox: {reply}")).clone()
 }
 
 /// A token signed with the test secret, valid for an hour unless `claims` has its own `exp`.

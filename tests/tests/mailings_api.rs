@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use herald::platform::schedule::PlatformMessage;
 use herald_local::Server;
 use herald_tests::local::{
-    On, admin_token, assert_silent, http_call, next_json, notify_client, publisher, send_json, spawn_app, user_token,
+    On, admin_token, assert_silent, http_call, next_json, notify_client, publisher, send_json, sent_email, spawn_app, user_token,
 };
 use herald_tests::on_both;
 use serde_json::{Value, json};
@@ -21,12 +21,6 @@ async fn admin_ok(server: &Server, method: &str, path: &str, body: Value) -> Val
     let (status, reply) = call(server, method, path, Some(&admin_token()), Some(body)).await;
     assert!((200..300).contains(&status), "{method} {path}: {status} {reply}");
     reply
-}
-
-async fn outbox(server: &Server) -> Vec<Value> {
-    let (status, reply) = call(server, "GET", "/outbox", Some(&admin_token()), None).await;
-    assert_eq!(status, 200, "{reply}");
-    reply["items"].as_array().expect("items").clone()
 }
 
 async fn mailing(server: &Server, id: &str) -> Value {
@@ -52,7 +46,7 @@ async fn until_status(server: &Server, id: &str, want: &str, within: Duration) -
 async fn until_outbox(server: &Server, n: usize, within: Duration) -> (Vec<Value>, Instant) {
     let start = Instant::now();
     loop {
-        let items = outbox(server).await;
+        let items = sent_email(server).await;
         if items.len() >= n {
             return (items, Instant::now());
         }
@@ -101,7 +95,7 @@ async fn a_mailing_to_two_users_is_sent(on: On) {
     let done = until_status(&server, id, "sent", Duration::from_secs(10)).await;
     assert_eq!(done["counts"], json!({"email": {"sent": 2}}), "{done}");
     assert_eq!(done["jobs"], json!({"planned": 2, "recorded": 2}), "{done}");
-    let mut mail: Vec<(String, String, String)> = outbox(&server)
+    let mut mail: Vec<(String, String, String)> = sent_email(&server)
         .await
         .iter()
         .map(|i| (i["to"].as_str().unwrap().into(), i["subject"].as_str().unwrap().into(), i["body"].as_str().unwrap().into()))
@@ -138,7 +132,7 @@ async fn a_mailing_to_two_users_is_sent(on: On) {
     let jobs = PlatformMessage::Jobs { mailing_id: id.to_string(), run: stored.last_run.unwrap(), users };
     server.app.handlers.platform.send(&jobs.to_json()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(outbox(&server).await.len(), 2, "nothing sent twice");
+    assert_eq!(sent_email(&server).await.len(), 2, "nothing sent twice");
     assert_eq!(history(&server, &format!("mailing_id={id}")).await, records_before);
     let after = mailing(&server, id).await;
     assert_eq!(
@@ -203,7 +197,7 @@ async fn a_mailing_to_all_users(on: On) {
         create(&server, json!({"name":"all","template":"promo","channels":["email"],"audience":{"all":true},"data":{"offer":"x"}})).await;
     let done = until_status(&server, m["id"].as_str().unwrap(), "sent", Duration::from_secs(10)).await;
     assert_eq!(done["counts"], json!({"email": {"sent": 3}}), "{done}");
-    let mut to: Vec<String> = outbox(&server).await.iter().map(|i| i["to"].as_str().unwrap().to_string()).collect();
+    let mut to: Vec<String> = sent_email(&server).await.iter().map(|i| i["to"].as_str().unwrap().to_string()).collect();
     to.sort();
     assert_eq!(to, ["u1@example.com", "u2@example.com", "u3@example.com"]);
 }
@@ -224,7 +218,7 @@ async fn send_at_is_honoured(on: On) {
     let (status, reply) = call(&server, "POST", "/events", Some(&publisher()), Some(body)).await;
     assert_eq!(status, 202, "{reply}");
     tokio::time::sleep(due.saturating_duration_since(Instant::now()).saturating_sub(Duration::from_millis(300))).await;
-    assert!(outbox(&server).await.is_empty(), "sent before its send_at");
+    assert!(sent_email(&server).await.is_empty(), "sent before its send_at");
     assert!(history(&server, &format!("event_id={}", reply["id"].as_str().unwrap())).await.is_empty());
     let (mail, came) = until_outbox(&server, 1, Duration::from_secs(5)).await;
     assert!(came >= due, "sent {:?} early", due - came);
@@ -267,7 +261,7 @@ async fn cancelled_before_it_is_sent_nothing_goes(on: On) {
     let (status, reply) = call(&server, "POST", &format!("/mailings/{id}/cancel"), Some(&admin_token()), None).await;
     assert_eq!((status, reply["status"].as_str(), &reply["next_runs"]), (200, Some("cancelled"), &json!([])), "{reply}");
     tokio::time::sleep(due.saturating_duration_since(Instant::now()) + Duration::from_millis(800)).await;
-    assert!(outbox(&server).await.is_empty(), "a cancelled mailing sent");
+    assert!(sent_email(&server).await.is_empty(), "a cancelled mailing sent");
     assert!(history(&server, &format!("mailing_id={id}")).await.is_empty());
     assert_eq!(mailing(&server, id).await["status"], "cancelled");
     let (status, reply) = call(&server, "POST", &format!("/mailings/{id}/cancel"), Some(&admin_token()), None).await;
@@ -280,7 +274,7 @@ async fn cancelled_before_it_is_sent_nothing_goes(on: On) {
     let (status, reply) = call(&server, "DELETE", "/events/tx-later", Some(&publisher()), None).await;
     assert_eq!((status, reply["status"].as_str()), (200, Some("cancelled")), "{reply}");
     tokio::time::sleep(due.saturating_duration_since(Instant::now()) + Duration::from_millis(800)).await;
-    assert!(outbox(&server).await.is_empty(), "a cancelled event sent");
+    assert!(sent_email(&server).await.is_empty(), "a cancelled event sent");
     assert_eq!(call(&server, "DELETE", "/events/tx-later", Some(&publisher()), None).await.0, 409);
 }
 
@@ -360,7 +354,7 @@ async fn held_by_quiet_hours_then_released(on: On) {
     assert_eq!(held["counts"], json!({"email": {"held": 1}}), "{held}");
     let records = history(&server, &format!("mailing_id={id}")).await;
     assert_eq!(records[0]["status"], "held", "{records:?}");
-    assert!(outbox(&server).await.is_empty());
+    assert!(sent_email(&server).await.is_empty());
     // Released when the quiet hours end (within a minute), within a second or so of it.
     let (mail, _) = until_outbox(&server, 1, Duration::from_secs(75)).await;
     assert_eq!(mail[0]["to"], "sleepy@example.com");

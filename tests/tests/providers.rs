@@ -5,14 +5,8 @@
 use herald::domain::Channel;
 use herald::platform::channels::{ChannelSender, Outgoing, SendError};
 use herald::platform::providers::{SesSender, SnsSender};
-use herald_tests::local::{MOTO_VAR, moto_sdk_config};
+use herald_tests::local::{moto_data, moto_sdk_config};
 use serde_json::Value;
-
-/// What moto holds, as its data endpoint shows it.
-async fn moto_data() -> Value {
-    let endpoint = std::env::var(MOTO_VAR).expect("moto's endpoint");
-    reqwest::get(format!("{endpoint}/moto-api/data.json")).await.expect("moto answers").json().await.expect("JSON")
-}
 
 fn unique(what: &str) -> String {
     format!("{what}-{}", uuid::Uuid::new_v4().simple())

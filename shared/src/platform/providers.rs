@@ -75,6 +75,20 @@ impl SesSender {
     pub fn new(client: aws_sdk_sesv2::Client, from: impl Into<String>) -> Self {
         Self { client, from: from.into() }
     }
+
+    pub fn from(&self) -> &str {
+        &self.from
+    }
+
+    /// Asks SES to verify the sender (herald-local `--create-resources`): moto verifies it at
+    /// once, AWS mails the address a link. An identity that exists already is kept as it is.
+    pub async fn create_identity(&self) -> Result<(), String> {
+        match self.client.create_email_identity().email_identity(&self.from).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_already_exists_exception()) => Ok(()),
+            Err(e) => Err(aws_smithy_types::error::display::DisplayErrorContext(e).to_string()),
+        }
+    }
 }
 
 #[async_trait]
