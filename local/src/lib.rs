@@ -74,10 +74,9 @@ pub struct Options {
     /// With the aws backend: the SDK configuration for SQS, SES and SNS, when it differs from
     /// `sdk` (tests: DynamoDB Local for the tables, moto for the rest).
     pub messaging_sdk: Option<aws_config::SdkConfig>,
-    /// `HERALD_EMAIL_FROM`: with the aws backend, the SES identity email is sent from (unset:
-    /// email fails "not configured", as in the cloud). The embedded backend keeps email in
-    /// `GET /outbox` and needs none.
-    pub email_from: Option<String>,
+    /// `HERALD_EMAIL_FROM` (default [`DEFAULT_EMAIL_FROM`]): with the aws backend, the SES
+    /// identity email is sent from. The embedded backend keeps email in `GET /outbox`.
+    pub email_from: String,
     /// The notifications queue's name (`HERALD_QUEUE_NAME`, default `herald-notifications`);
     /// its dead-letter queue is this name + `-dlq`.
     pub queue_name: String,
@@ -134,7 +133,7 @@ impl Options {
             visibility_timeout: Duration::from_millis(herald::config::parsed(get, "HERALD_VISIBILITY_TIMEOUT_MS", 30_000u64)?),
             sdk: None,
             messaging_sdk: None,
-            email_from: get(herald::platform::providers::EMAIL_FROM_VAR),
+            email_from: email_from(get)?,
             queue_name: get("HERALD_QUEUE_NAME").unwrap_or_else(|| "herald-notifications".into()),
             fanout_queue_name: get("HERALD_FANOUT_QUEUE_NAME").unwrap_or_else(|| "herald-fanout".into()),
             platform_queue_name: get("HERALD_PLATFORM_QUEUE_NAME").unwrap_or_else(|| "herald-platform".into()),
@@ -152,6 +151,22 @@ impl Options {
             user_info_url: get(herald::platform::user_info::URL_VAR),
             user_info_token: get(herald::platform::user_info::TOKEN_VAR),
         })
+    }
+}
+
+/// herald-local's sender when `HERALD_EMAIL_FROM` is unset (CONTRACT §9).
+pub const DEFAULT_EMAIL_FROM: &str = "herald@localhost";
+
+/// `HERALD_EMAIL_FROM`, checked as an address when it is given.
+fn email_from(get: &impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    let var = herald::platform::providers::EMAIL_FROM_VAR;
+    match get(var) {
+        None => Ok(DEFAULT_EMAIL_FROM.to_string()),
+        Some(from) => {
+            let from = from.trim().to_string();
+            herald::domain::check_email(&from).map_err(|reason| ConfigError::Invalid { var, reason: reason.to_string() })?;
+            Ok(from)
+        }
     }
 }
 
@@ -373,18 +388,16 @@ impl Senders {
     /// SES from `HERALD_EMAIL_FROM` and SNS; with `--create-resources`, the sender's identity too
     /// (moto verifies it at once; AWS mails the address a link to verify it).
     async fn aws(sdk: &aws_config::SdkConfig, options: &Options) -> Result<Self, StartError> {
-        let (email, sms) = herald::platform::providers::from_env(sdk, &|k: &str| match k {
-            herald::platform::providers::EMAIL_FROM_VAR => options.email_from.clone(),
-            _ => None,
-        })?;
-        if let (Some(ses), true) = (&email, options.create_resources) {
-            ses.create_identity().await.map_err(|reason| StartError::EmailIdentity { from: ses.from().to_string(), reason })?;
+        use herald::platform::providers::{SesSender, SnsSender};
+        let ses = SesSender::new(aws_sdk_sesv2::Client::new(sdk), &options.email_from);
+        if options.create_resources {
+            ses.create_identity().await.map_err(|reason| StartError::EmailIdentity { from: options.email_from.clone(), reason })?;
         }
         Ok(Self {
             outbox: None,
-            email_from: email.as_ref().map(|e| e.from().to_string()),
-            email: email.map(|e| Arc::new(e) as Arc<dyn ChannelSender>),
-            sms: Arc::new(sms),
+            email_from: Some(options.email_from.clone()),
+            email: Some(Arc::new(ses)),
+            sms: Arc::new(SnsSender::new(aws_sdk_sns::Client::new(sdk))),
         })
     }
 }

@@ -184,10 +184,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let tables: Vec<String> = options.tables.iter().map(|(_, name)| name.to_string()).collect();
     let created = if options.create_resources { " (created where missing)" } else { "" };
-    let email = match &options.email_from {
-        Some(from) => format!("email through SES from {from}, SMS through SNS"),
-        None => "SMS through SNS; email is not configured (set HERALD_EMAIL_FROM)".to_string(),
-    };
+    let email = format!("email through SES from {}, SMS through SNS", options.email_from);
     let server = herald_local::start(options).await?;
     let a = server.addr;
     println!("herald-local is ready ({:?} backend)", cli.backend);

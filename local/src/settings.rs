@@ -81,9 +81,9 @@ pub const SETTINGS: &[Setting] = &[
     s("HERALD_MANAGEMENT_ENDPOINT", "", Lambda, "the API Gateway management API endpoint"),
     s(
         "HERALD_EMAIL_FROM",
-        "",
+        "herald-local: herald@localhost",
         Both,
-        "the verified SES identity email is sent from; unset: email fails \"not configured\" (the embedded backend keeps email in GET /outbox and needs none)",
+        "the verified SES identity email is sent from; unset, the Lambdas' email fails \"not configured\" (herald-local's embedded backend keeps email in GET /outbox)",
     ),
     s(
         "HERALD_USER_INFO_URL",

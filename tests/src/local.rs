@@ -55,7 +55,7 @@ pub async fn spawn_with(on: On, adjust: impl FnOnce(&mut Options)) -> Server {
         options.platform_queue_name = format!("{}-platform", options.queue_name);
         // Email goes out through SES on moto, from a sender of this server's own, which is how
         // `sent_email` tells its mail from the other tests'.
-        options.email_from = Some(format!("herald-{}@example.com", uuid::Uuid::new_v4().simple()));
+        options.email_from = format!("herald-{}@example.com", uuid::Uuid::new_v4().simple());
     }
     adjust(&mut options);
     herald_local::start(options).await.expect("herald-local starts")
