@@ -162,6 +162,7 @@ pub async fn start_server_with(backend: BenchBackend, adjust: impl FnOnce(&mut O
         options.messaging_sdk = Some(moto_sdk_config().await?);
         options.queue_name = format!("bench{}", uuid::Uuid::new_v4().simple());
         options.fanout_queue_name = format!("{}-fanout", options.queue_name);
+        options.platform_queue_name = format!("{}-platform", options.queue_name);
     }
     adjust(&mut options);
     Ok(herald_local::start(options).await?)

@@ -11,6 +11,9 @@
 //!   workers, the management API stood in with a 20 ms round trip;
 //! - `reliability`: 1,000 clients and 100,000 deliveries under `--faults`: lost, duplicates, drain time;
 //! - `cost`: DynamoDB operations per push in a large fan-out, counted by an SDK interceptor;
+//! - `mailing`: a mailing to 100,000 users (email + push) through the platform worker: jobs/s,
+//!   time to the last history record, peak memory, render µs per message, and on DynamoDB Local
+//!   the requests per recipient with their AWS cost per million notifications;
 //! - `fuzz`: every parser of outside bytes fuzzed for a time budget (see `herald_bench::fuzz`),
 //!   with the cases tried and the failures per target.
 //!
@@ -20,6 +23,7 @@ mod cloud;
 mod common;
 mod cost;
 mod fanout;
+mod mailing;
 mod memory;
 mod minimal;
 mod reliability;
@@ -112,6 +116,16 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         subscribers: usize,
     },
+    /// A mailing to every user (email + push): jobs/s and memory on the embedded backend, render
+    /// cost, and DynamoDB/SQS requests per recipient on DynamoDB Local with their AWS cost.
+    Mailing {
+        /// Profiles of the embedded run (0 skips it).
+        #[arg(long, default_value_t = 100_000)]
+        users: usize,
+        /// Profiles of the DynamoDB Local run (0 skips it).
+        #[arg(long, default_value_t = 1_000)]
+        dynamodb_users: usize,
+    },
     /// Fuzzes every parser of outside bytes for a time budget shared by the targets; fails when
     /// any case fails (each failure printed shrunk).
     Fuzz {
@@ -150,6 +164,7 @@ fn main() -> ExitCode {
                     Command::Memory { connections, bin } => memory::run(connections, bin).await,
                     Command::Fanout { connections, publishes, rate, server } => fanout::run(connections, publishes, rate, server).await,
                     Command::Cost { subscribers } => cost::run(subscribers).await,
+                    Command::Mailing { users, dynamodb_users } => mailing::run(users, dynamodb_users).await,
                     Command::Reliability { seed } => reliability::run(seed).await,
                     Command::FanoutCloud { subscribers, rtt_ms, workers } => cloud::run(subscribers, rtt_ms, workers).await,
                     Command::FanoutSdk { .. } | Command::Fuzz { .. } => unreachable!("handled above"),

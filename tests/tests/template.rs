@@ -875,3 +875,48 @@ fn the_dashboard_shows_every_metric_the_functions_print() {
     let env = t.doc["Globals"]["Function"]["Environment"]["Variables"].get("HERALD_METRICS_NAMESPACE");
     assert!(env.is_some(), "the functions are told their metrics namespace");
 }
+
+/// Whatever fails where nobody watches pages someone: every function has an alarm on its
+/// `Errors`, and every dead-letter queue one on the messages it holds, both to the alarm topic.
+#[test]
+fn every_function_and_dead_letter_queue_has_an_alarm() {
+    let t = Template::load();
+    let mut watched: BTreeSet<(String, String)> = BTreeSet::new();
+    for (_, alarm) in t.of_type("AWS::CloudWatch::Alarm") {
+        let actions = prop(alarm, "AlarmActions").and_then(Value::as_sequence).into_iter().flatten();
+        if !actions.filter_map(ref_of).any(|a| a == "AlarmTopic") {
+            continue;
+        }
+        // The alarm's metric, or each metric of its math (`Metrics[].MetricStat.Metric`).
+        let props = alarm.get("Properties");
+        let math = prop(alarm, "Metrics").and_then(Value::as_sequence).into_iter().flatten();
+        let metrics = props.into_iter().chain(math.filter_map(|m| m.get("MetricStat").and_then(|s| s.get("Metric"))));
+        for m in metrics {
+            let name = m.get("MetricName").and_then(Value::as_str).unwrap_or_default();
+            for d in m.get("Dimensions").and_then(Value::as_sequence).into_iter().flatten() {
+                let value = d.get("Value");
+                let target = value.and_then(ref_of).map(String::from).or_else(|| value.and_then(getatt_of).map(|(r, _)| r));
+                if let Some(target) = target {
+                    watched.insert((name.to_string(), target));
+                }
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    for (id, _) in t.of_type("AWS::Serverless::Function") {
+        if !watched.contains(&("Errors".to_string(), id.to_string())) {
+            problems.push(format!("{id}: no alarm on its Errors"));
+        }
+    }
+    let dead_letter_queues: BTreeSet<String> = t
+        .of_type("AWS::SQS::Queue")
+        .filter_map(|(_, q)| prop(q, "RedrivePolicy").and_then(|r| r.get("deadLetterTargetArn")).and_then(getatt_of).map(|(r, _)| r))
+        .collect();
+    assert!(dead_letter_queues.len() >= 4, "the queues' dead-letter queues: {dead_letter_queues:?}");
+    for dlq in dead_letter_queues {
+        if !watched.contains(&("ApproximateNumberOfMessagesVisible".to_string(), dlq.clone())) {
+            problems.push(format!("{dlq}: no alarm on the messages it holds"));
+        }
+    }
+    fail_if_any("the alarms", problems);
+}
