@@ -1,5 +1,5 @@
 //! The authorization matrix (issue 9, item 7): every caller × every route and HTTP endpoint of
-//! herald-local, each cell the outcome that caller sees (CONTRACT §1, §3, §4, §5, §6).
+//! herald-local, each cell the outcome that caller sees (CONTRACT §1, §3, §4, §5, §6, §9).
 //!
 //! herald-local runs as the SAM template deploys Herald: `HERALD_JWT_ISSUER` and
 //! `HERALD_JWT_AUDIENCE` set ([`ISSUER`], [`AUDIENCE`]), so every good token carries that `iss`
@@ -903,6 +903,24 @@ enum Http {
     ManagementDelete,
     /// `GET /@connections/{id}` of an id that never existed: `410 GoneException`.
     ManagementUnknown,
+    /// `POST /events`, a free-form event to bob (CONTRACT §9): publishers.
+    PostEvent,
+    /// `DELETE /events/{tx}` of a transaction nobody sent: publishers, then `404`.
+    DeleteEvent,
+    /// `GET /templates`: admins (the platform's management calls, CONTRACT §9).
+    GetTemplates,
+    /// `PUT /users/bob`: admins.
+    PutUser,
+    /// `GET /notifications?user_id=bob` (history): admins.
+    GetHistory,
+    /// `GET /mailings`: admins.
+    GetMailings,
+    /// `POST /mailings/next-runs` of a cron and a zone: admins.
+    NextRuns,
+    /// `GET /outbox`: admins; the embedded backend's only (`404` on the aws backend).
+    Outbox,
+    /// `GET /admin`: the admin page is static, open to anyone; its calls are the API's.
+    AdminPage,
 }
 
 /// The HTTP table. The management API: in the cloud `https://{api}.execute-api…/@connections/{id}`
@@ -912,12 +930,29 @@ enum Http {
 /// stand-in for that IAM-only endpoint: any bearer token, or none, is ignored, and each caller's
 /// cell is what herald-local does (200 / 200 / 204 / 410), not what a client in the cloud sees.
 #[rustfmt::skip]
-fn http_table() -> Vec<(Http, [Outcome; 12])> {
+fn http_table(on: On) -> Vec<(Http, [Outcome; 12])> {
     use Http::*;
     use Outcome::Accepted;
     let forbidden = || http_error(403, "forbidden");
     let (missing, expired, bad_claim) = (http_error(401, "token_missing"), http_error(401, "token_expired"), http_error(401, "token_invalid_claim"));
+    // The platform's rows: the caller's kind decides (publishers and admins; admins), the flawed
+    // tokens are refused for their flaw.
+    let platform = |ok: Outcome, admins_only: bool| {
+        let f = forbidden;
+        let publisher = if admins_only { f() } else { ok.clone() };
+        [f(), f(), f(), f(), f(), ok.clone(), ok, publisher, missing.clone(), expired.clone(), bad_claim.clone(), bad_claim.clone()]
+    };
+    let outbox = if on == On::Embedded { status(200) } else { http_error(404, "not_found") };
     vec![
+        (PostEvent,         platform(status(202), false)),
+        (DeleteEvent,       platform(http_error(404, "not_found"), false)),
+        (GetTemplates,      platform(status(200), true)),
+        (PutUser,           platform(status(200), true)),
+        (GetHistory,        platform(status(200), true)),
+        (GetMailings,       platform(status(200), true)),
+        (NextRuns,          platform(status(200), true)),
+        (Outbox,            platform(outbox, true)),
+        (AdminPage,         [status(200), status(200), status(200), status(200), status(200), status(200), status(200), status(200),             status(200),     status(200),     status(200),       status(200)]),
         //                  User         Other        Req          OtherApp     SameApp      Admin       Role        Pub                          None             Expired          WrongIss           WrongAud
         (PostNotify,        [forbidden(), forbidden(), forbidden(), forbidden(), forbidden(), Accepted,   Accepted,   Accepted,                    missing.clone(), expired.clone(), bad_claim.clone(), bad_claim.clone()]),
         (PostNotifyBadBody, [forbidden(), forbidden(), forbidden(), forbidden(), forbidden(), http_error(400, "bad_request"), http_error(400, "bad_request"), http_error(400, "bad_request"),
@@ -983,6 +1018,21 @@ impl HttpWorld<'_> {
                 response
             }
             Http::ManagementUnknown => self.request(Method::GET, "/@connections/AAAAAAAAAAAAAAA=", caller).send().await,
+            Http::PostEvent => {
+                let body = json!({"event":"promo","user_id":"bob","title":"T","body":"B"});
+                self.request(Method::POST, "/events", caller).json(&body).send().await
+            }
+            Http::DeleteEvent => self.request(Method::DELETE, "/events/never-sent", caller).send().await,
+            Http::GetTemplates => self.request(Method::GET, "/templates", caller).send().await,
+            Http::PutUser => self.request(Method::PUT, "/users/bob", caller).json(&json!({"name":"Bob"})).send().await,
+            Http::GetHistory => self.request(Method::GET, "/notifications?user_id=bob", caller).send().await,
+            Http::GetMailings => self.request(Method::GET, "/mailings", caller).send().await,
+            Http::NextRuns => {
+                let body = json!({"recurrence":{"cron":"0 9 * * 1","timezone":"Europe/Berlin"}});
+                self.request(Method::POST, "/mailings/next-runs", caller).json(&body).send().await
+            }
+            Http::Outbox => self.request(Method::GET, "/outbox", caller).send().await,
+            Http::AdminPage => self.request(Method::GET, "/admin", caller).send().await,
         };
         let response = match response {
             Ok(r) => r,
@@ -991,6 +1041,12 @@ impl HttpWorld<'_> {
         let status = response.status().as_u16();
         let kind = response.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()).map(str::to_string);
         let body: Value = response.json().await.unwrap_or(Value::Null);
+        // A refusal is its status and its error's code (CONTRACT §4's error body).
+        if status >= 400 && !matches!(route, Http::ManagementUnknown) {
+            if let Some(code) = body["error"]["code"].as_str() {
+                return http_error(status, code);
+            }
+        }
         match (route, status) {
             (Http::ManagementGet, 200) if !body["connectedAt"].is_string() && !body["connectedAt"].is_number() => {
                 unexpected(format!("200 without connectedAt: {body}"))
@@ -1008,7 +1064,7 @@ async fn http_endpoints(on: On) {
     let (alice, alice_id) = alice_connection(&server).await;
     let mut world = HttpWorld { server: &server, client: reqwest::Client::new(), alice };
     let mut report = Report::new("HTTP", on);
-    for (route, row) in http_table() {
+    for (route, row) in http_table(on) {
         for (caller, expected) in run_order(&row, &[]) {
             let _guard = CellGuard(format!("HTTP [{caller:?} × {route:?}]"));
             let got = world.run(caller, route, &alice_id).await;
