@@ -1042,10 +1042,8 @@ impl HttpWorld<'_> {
         let kind = response.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()).map(str::to_string);
         let body: Value = response.json().await.unwrap_or(Value::Null);
         // A refusal is its status and its error's code (CONTRACT §4's error body).
-        if status >= 400 && !matches!(route, Http::ManagementUnknown) {
-            if let Some(code) = body["error"]["code"].as_str() {
-                return http_error(status, code);
-            }
+        if let (true, Some(code)) = (status >= 400 && route != Http::ManagementUnknown, body["error"]["code"].as_str()) {
+            return http_error(status, code);
         }
         match (route, status) {
             (Http::ManagementGet, 200) if !body["connectedAt"].is_string() && !body["connectedAt"].is_number() => {
