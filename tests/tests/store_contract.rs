@@ -1181,6 +1181,56 @@ async fn case_history_of_mailings<S: Store>(s: &S) {
     assert_eq!(s.list_notifications(&both, None, 10).await.unwrap().items, vec![a]);
 }
 
+/// A mailing's records spread over many users (and so, on DynamoDB, over every shard of
+/// `by_event`) come back newest first, and pages of any size, filtered or not, follow one
+/// another without gaps or repeats; a cursor of another mailing is refused.
+async fn case_history_of_a_large_mailing<S: Store>(s: &S) {
+    let mut all = Vec::new();
+    for i in 0..60u32 {
+        let status = if i % 3 == 0 { NotificationStatus::Failed } else { NotificationStatus::Sent };
+        let mut r = record(&format!("n{i:02}"), &format!("user{i}"), "x", Channel::Email, status, i % 60);
+        // Two records a second apart of the same second: ties broken the same way by every page.
+        r.created_at = format!("2024-05-01T10:{:02}:{:02}Z", i / 2 / 60, (i / 2) % 60);
+        r.event_id = None;
+        r.mailing_id = Some("big".into());
+        assert!(s.create_notification(&r).await.unwrap());
+        all.push(r);
+    }
+    let mut other = record("o1", "user1", "x", Channel::Email, NotificationStatus::Sent, 59);
+    other.event_id = None;
+    other.mailing_id = Some("other".into());
+    s.create_notification(&other).await.unwrap();
+    let ids = |p: &Page<Notification>| p.items.iter().map(|n| n.id.clone()).collect::<Vec<_>>();
+    let filter = NotificationFilter { mailing_id: Some("big".into()), ..Default::default() };
+    let whole = ids(&s.list_notifications(&filter, None, 100).await.unwrap());
+    assert_eq!(whole.len(), 60, "{whole:?}");
+    let created: Vec<String> = whole.iter().map(|id| all.iter().find(|r| r.id == *id).unwrap().created_key()).collect();
+    assert!(created.windows(2).all(|w| w[0] >= w[1]), "newest first: {whole:?}");
+    let failed = NotificationFilter { status: Some(NotificationStatus::Failed), ..filter.clone() };
+    for (f, limit, expected) in [(&filter, 1, 60), (&filter, 7, 60), (&filter, 60, 60), (&failed, 4, 20)] {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = s.list_notifications(f, cursor.as_deref(), limit).await.unwrap();
+            assert!(page.items.len() <= limit);
+            assert!(seen.len() <= 60, "limit {limit}: the pages do not end: {seen:?}");
+            seen.extend(ids(&page));
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        let mut once = seen.clone();
+        once.dedup();
+        assert_eq!((seen.len(), once.len()), (expected, expected), "limit {limit}: {seen:?}");
+        let in_order: Vec<&String> = whole.iter().filter(|id| seen.contains(id)).collect();
+        assert_eq!(seen.iter().collect::<Vec<_>>(), in_order, "limit {limit}: the pages keep the order");
+    }
+    let page = s.list_notifications(&filter, None, 5).await.unwrap();
+    let other_filter = NotificationFilter { mailing_id: Some("other".into()), ..Default::default() };
+    assert!(matches!(s.list_notifications(&other_filter, page.next.as_deref(), 5).await, Err(StoreError::Invalid(_))));
+}
+
 macro_rules! contract {
     ($($case:ident),+ $(,)?) => {
         mod memory {
@@ -1213,6 +1263,7 @@ contract!(
     case_event_shard_paging,
     case_event_subscribers_over_shards,
     case_event_shard_out_of_range,
+    case_history_of_a_large_mailing,
     case_query_pages_past_1mb,
     case_claim_push,
     case_claims_belong_to_their_owner,

@@ -91,9 +91,9 @@ create_table "${PREFIX}event-types" \
 
 # notifications (NotificationsTable)
 create_table "${PREFIX}notifications" \
-  --attribute-definitions AttributeName=notification_id,AttributeType=S AttributeName=user_id,AttributeType=S AttributeName=created_key,AttributeType=S AttributeName=event_id,AttributeType=S \
+  --attribute-definitions AttributeName=notification_id,AttributeType=S AttributeName=user_id,AttributeType=S AttributeName=created_key,AttributeType=S AttributeName=event_shard,AttributeType=S \
   --key-schema AttributeName=notification_id,KeyType=HASH \
-  --global-secondary-indexes '[{"IndexName":"by_user","KeySchema":[{"AttributeName":"user_id","KeyType":"HASH"},{"AttributeName":"created_key","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}},{"IndexName":"by_event","KeySchema":[{"AttributeName":"event_id","KeyType":"HASH"},{"AttributeName":"created_key","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}}]'
+  --global-secondary-indexes '[{"IndexName":"by_user","KeySchema":[{"AttributeName":"user_id","KeyType":"HASH"},{"AttributeName":"created_key","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}},{"IndexName":"by_event","KeySchema":[{"AttributeName":"event_shard","KeyType":"HASH"},{"AttributeName":"created_key","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}}]'
 enable_ttl "${PREFIX}notifications" expires_at
 
 # mailings (MailingsTable)

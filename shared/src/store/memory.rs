@@ -664,23 +664,29 @@ impl NotificationStore for MemoryStore {
         let g = self.lock();
         let mut all: Vec<&Notification> = g.notifications.values().filter(|n| !expired(n.expires_at, now) && filter.matches(n)).collect();
         all.sort_by_key(|n| std::cmp::Reverse(n.created_key()));
-        // The cursor is the last record's ordering key, opaque as DynamoDB's.
+        // The cursor is the query's user or event and the last record's ordering key, opaque as
+        // DynamoDB's; refused for another query as DynamoDB's is.
         use base64::Engine;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let scope = filter.user_id.as_ref().or(filter.event_id.as_ref()).or(filter.mailing_id.as_ref()).cloned().unwrap_or_default();
         let start = match cursor {
             None => 0,
             Some(c) => {
-                let key = b64
+                let decoded = b64
                     .decode(c)
                     .ok()
                     .and_then(|k| String::from_utf8(k).ok())
                     .ok_or_else(|| StoreError::Invalid("malformed page cursor".into()))?;
-                all.iter().position(|n| n.created_key() < key).unwrap_or(all.len())
+                let (of, key) = decoded.split_once('\0').ok_or_else(|| StoreError::Invalid("malformed page cursor".into()))?;
+                if of != scope {
+                    return Err(StoreError::Invalid("page cursor of another query".into()));
+                }
+                all.iter().position(|n| n.created_key().as_str() < key).unwrap_or(all.len())
             }
         };
         let rest = &all[start..];
         let items: Vec<Notification> = rest.iter().take(limit).map(|n| (*n).clone()).collect();
-        let next = if rest.len() > limit { items.last().map(|n| b64.encode(n.created_key())) } else { None };
+        let next = if rest.len() > limit { items.last().map(|n| b64.encode(format!("{scope}\0{}", n.created_key()))) } else { None };
         Ok(Page { items, next })
     }
 }

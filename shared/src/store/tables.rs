@@ -258,7 +258,8 @@ pub const TABLES: &[TableDef] = &[
         range: None,
         indexes: &[
             IndexDef { name: BY_USER, hash: s(attr::USER_ID), range: Some(s(attr::CREATED_KEY)), projection: Projection::All },
-            IndexDef { name: BY_EVENT, hash: s(attr::EVENT_ID), range: Some(s(attr::CREATED_KEY)), projection: Projection::All },
+            // Keyed on the event (or mailing) and the user's shard: no partition grows with the audience.
+            IndexDef { name: BY_EVENT, hash: s(attr::EVENT_SHARD), range: Some(s(attr::CREATED_KEY)), projection: Projection::All },
         ],
         ttl: Some(attr::EXPIRES_AT),
     },
