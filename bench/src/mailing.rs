@@ -235,7 +235,11 @@ impl Counter {
         // SESv2 is a REST API: its requests are named by method and path.
         let target = match request.headers().get("x-amz-target") {
             Some(t) => t.to_string(),
-            None => format!("{} {}", request.method(), request.uri().split('?').next().unwrap_or_default()),
+            None => {
+                let uri = request.uri();
+                let path = uri.split_once("://").map_or(uri, |(_, rest)| rest.find('/').map_or("/", |i| &rest[i..]));
+                format!("{} {}", request.method(), path.split('?').next().unwrap_or_default())
+            }
         };
         *self.0.lock().unwrap_or_else(|e| e.into_inner()).entry(target).or_default() += 1;
     }

@@ -90,20 +90,28 @@ pub struct OutboxItem {
 /// Email and SMS kept in memory, in the order sent (one history record is kept once).
 #[derive(Debug, Default)]
 pub struct Outbox {
-    items: Mutex<Vec<(String, OutboxItem)>>,
+    kept: Mutex<Kept>,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    items: Vec<OutboxItem>,
+    /// The notification ids kept: a second send of one is dropped (a set, not a search of the
+    /// items, which made a mailing to 100,000 users quadratic).
+    ids: std::collections::HashSet<String>,
 }
 
 impl Outbox {
     pub fn items(&self) -> Vec<OutboxItem> {
-        self.items.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(_, i)| i.clone()).collect()
+        self.kept.lock().unwrap_or_else(|p| p.into_inner()).items.clone()
     }
 }
 
 #[async_trait]
 impl ChannelSender for Outbox {
     async fn send(&self, message: &Outgoing) -> Result<(), SendError> {
-        let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
-        if items.iter().any(|(id, _)| *id == message.notification_id) {
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if !kept.ids.insert(message.notification_id.clone()) {
             return Ok(());
         }
         let item = OutboxItem {
@@ -114,7 +122,7 @@ impl ChannelSender for Outbox {
             html: message.html.clone(),
             sent_at: rfc3339(now()),
         };
-        items.push((message.notification_id.clone(), item));
+        kept.items.push(item);
         Ok(())
     }
 }
