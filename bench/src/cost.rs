@@ -128,6 +128,7 @@ async fn seed(store: &DynamoStore, event: &str, subscribers: usize, ack_mode: Ac
                 encoding: Encoding::Json,
                 ack_mode,
                 expires_at,
+                fence: None,
             };
             store.subscribe(&subscription).await
         })
@@ -181,6 +182,7 @@ async fn measure(store: &DynamoStore, counter: &OperationCounter, subscribers: u
             title: None,
             body: None,
             message: Some(serde_json::json!({"cost": true})),
+            position: None,
         };
         let t0 = Instant::now();
         let key = herald_dispatch::idempotency_key("bench", &push.id);
