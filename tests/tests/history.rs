@@ -17,6 +17,7 @@ on_both!(
     presence_forgets_a_client_that_vanished_without_disconnect,
     presence_is_for_publishers_and_subscribers,
     chat_conversations_say_whether_their_user_is_online,
+    pushes_during_a_replay_arrive_once,
 );
 
 const EVENT: &str = "scores";
@@ -338,4 +339,53 @@ async fn chat_conversations_say_whether_their_user_is_online(on: On) {
     tokio::time::sleep(Duration::from_millis(3200)).await;
     let reply = request(&mut admin, list).await;
     assert_eq!(reply["result"]["conversations"][0]["online"], false, "{reply}");
+}
+
+async fn pushes_during_a_replay_arrive_once(on: On) {
+    const KEPT: u64 = 150;
+    const DURING: u64 = 60;
+    let server = spawn_app(on).await;
+    let mut witness = notify_client(&server, "1", "").await;
+    subscribe(&mut witness, EVENT).await;
+    broadcast(&server, 1, KEPT).await;
+    until_offset(&server, "event:scores", KEPT).await;
+    let epoch = pushes(&mut witness, KEPT as usize).await[0]["epoch"].as_str().unwrap().to_string();
+    // More pushes, from four publishers at once, while a client recovers from offset 0: some
+    // are appended while its replay runs.
+    let publishing: Vec<_> = (0..4u64)
+        .map(|lane| {
+            let url = server.url("/notify");
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                for seq in (KEPT + 1..=KEPT + DURING).filter(|s| s % 4 == lane) {
+                    let body = json!({"event_name": EVENT, "message": {"seq": seq}});
+                    let r = client.post(&url).bearer_auth(publisher()).json(&body).send().await.expect("POST /notify");
+                    assert_eq!(r.status().as_u16(), 202);
+                }
+            })
+        })
+        .collect();
+    let mut ws = notify_client(&server, "42", "").await;
+    let reply = request(&mut ws, json!({"type":"subscribe","event_name":EVENT,"since":{"offset":0,"epoch":epoch}})).await;
+    assert_eq!(reply["recovered"], true, "{reply}");
+    for p in publishing {
+        p.await.expect("published");
+    }
+    let got = pushes(&mut ws, (KEPT + DURING) as usize).await;
+    assert_silent(&mut ws, Duration::from_millis(500)).await;
+    let mut ids: Vec<&str> = got.iter().map(|f| f["id"].as_str().unwrap()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), got.len(), "each push once");
+    let mut seen = seqs(&got);
+    seen.sort();
+    assert_eq!(seen, (1..=KEPT + DURING).collect::<Vec<_>>());
+    // The replay's part (at least up to the reply's top) is in offset order.
+    let top = reply["offset"].as_u64().unwrap() as usize;
+    assert!(top >= KEPT as usize);
+    assert_eq!(offsets(&got[..top]), (1..=top as u64).collect::<Vec<_>>());
+    if on == On::Embedded {
+        // One dispatcher over a FIFO queue here: live pushes follow in offset order too.
+        assert_eq!(offsets(&got), (1..=KEPT + DURING).collect::<Vec<_>>());
+    }
 }
