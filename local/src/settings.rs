@@ -43,7 +43,7 @@ pub const SETTINGS: &[Setting] = &[
     s("HERALD_MAX_ATTEMPTS", "3", Both, "sends of an unacked push before ack_timeout closes the connection"),
     s("HERALD_CONNECTION_TTL_SECS", "7200", Both, "TTL of connection records (API Gateway's 2 h limit)"),
     s("HERALD_CLAIM_LEASE_MS", "120000", Both, "how long a dispatch claim on a push holds without renewal"),
-    s("HERALD_HISTORY_TTL_S", "86400", Both, "how long a push is kept in its history stream (recovery, GET /history)"),
+    s("HERALD_HISTORY_TTL_S", "86400", Both, "how long a push is kept in its history stream (recovery, GET /history); 0: not kept"),
     s("HERALD_PRESENCE_TIMEOUT_S", "90", Both, "a connection silent this long (no frame, no heartbeat) is not counted online"),
     s("HERALD_POST_TIMEOUT_MS", "2000", Both, "timeout of one management API post"),
     s("HERALD_TABLE_PREFIX", "herald-", Both, "prefix of the DynamoDB table names"),

@@ -51,7 +51,8 @@ pub struct DeliveryConfig {
     /// unrenewed. It must end before the queue hands a crashed coordinator's message over again
     /// (its visibility timeout), or the retry finds the dead claim still live.
     pub claim_lease: Duration,
-    /// `HERALD_HISTORY_TTL_S` (default 86400): how long a push is kept in its stream (CONTRACT §8).
+    /// `HERALD_HISTORY_TTL_S` (default 86400): how long a push is kept in its stream (CONTRACT §8);
+    /// 0 keeps none (no stream, offset or epoch on pushes: for comparison, not for production).
     pub history_ttl: Duration,
     /// `HERALD_PRESENCE_TIMEOUT_S` (default 90): a connection whose client sent nothing for this
     /// long (no frame, no `heartbeat`) is not counted online, `$disconnect` or not.

@@ -123,6 +123,10 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + HistoryStore + ?Si
             return Err(Undeliverable("the message names neither user_id nor event_name".into()).into());
         };
         let ttl = i64::try_from(self.settings.history_ttl.as_secs()).unwrap_or(i64::MAX);
+        if ttl == 0 {
+            // History turned off (HERALD_HISTORY_TTL_S=0): the push is not kept, nor positioned.
+            return self.fan_out(push, key, owner).await;
+        }
         let position = self.store.append_history(&stream, key, push, ttl).await?;
         let push = Push { position: Some(position), ..push.clone() };
         self.fan_out(&push, key, owner).await
