@@ -106,6 +106,7 @@ pub async fn run(subscribers: usize, rtt_ms: u64, workers: usize) -> Result<()> 
         title: Some("cloud".into()),
         body: None,
         message: None,
+        position: None,
     };
 
     let t0 = Instant::now();

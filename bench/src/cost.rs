@@ -1,7 +1,8 @@
 //! Cost: DynamoDB operations per push in a large event fan-out, counted by an SDK interceptor on
 //! the store's own client (DynamoDB Local). The gateway only counts posts, so that what is
 //! measured is the store traffic of the coordinator (`dispatch`) and of the delivery workers
-//! over every batch it handed out (a read and a write of each batch's marker).
+//! over every batch it handed out (a read and a write of each batch's marker), with history
+//! (CONTRACT §8: the push appended to its stream) and without (`HERALD_HISTORY_TTL_S=0`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -128,6 +129,7 @@ async fn seed(store: &DynamoStore, event: &str, subscribers: usize, ack_mode: Ac
                 encoding: Encoding::Json,
                 ack_mode,
                 expires_at,
+                fence: None,
             };
             store.subscribe(&subscription).await
         })
@@ -157,10 +159,18 @@ pub async fn run(subscribers: usize) -> Result<()> {
 }
 
 async fn measure(store: &DynamoStore, counter: &OperationCounter, subscribers: usize) -> Result<()> {
-    let settings = DeliveryConfig::from_lookup(&|_| None)?;
+    let history_on = DeliveryConfig::from_lookup(&|_| None)?;
+    // HERALD_HISTORY_TTL_S=0: pushes not kept (CONTRACT §8 off), the same run for comparison.
+    let history_off = DeliveryConfig { history_ttl: Duration::ZERO, ..history_on.clone() };
     let dead_letters = LocalQueue::new(Duration::from_secs(30));
-    for (label, ack_mode) in [("no ack", AckMode::None), ("ack required", AckMode::Required)] {
-        let event = format!("cost:{}", ack_mode.as_str());
+    let runs = [
+        ("no ack, history", AckMode::None, &history_on),
+        ("no ack, no history", AckMode::None, &history_off),
+        ("ack required, history", AckMode::Required, &history_on),
+        ("ack required, no history", AckMode::Required, &history_off),
+    ];
+    for (label, ack_mode, settings) in runs {
+        let event = format!("cost:{}:{}", ack_mode.as_str(), settings.history_ttl.as_secs());
         let t0 = Instant::now();
         seed(store, &event, subscribers, ack_mode).await?;
         let seeded = counter.take();
@@ -170,9 +180,8 @@ async fn measure(store: &DynamoStore, counter: &OperationCounter, subscribers: u
         let timer = CountingTimer::default();
         // The fan-out queue, never polled: its batches are delivered below, by the workers' code.
         let fanout = LocalQueue::new(Duration::from_secs(30));
-        let deps =
-            DispatchDeps { store, gateway: &gateway, timer: &timer, dead_letters: &dead_letters, fanout: &fanout, settings: &settings };
-        let worker = DeliverDeps { store, gateway: &gateway, timer: &timer, settings: &settings };
+        let deps = DispatchDeps { store, gateway: &gateway, timer: &timer, dead_letters: &dead_letters, fanout: &fanout, settings };
+        let worker = DeliverDeps { store, gateway: &gateway, timer: &timer, settings };
         let push = Push {
             id: uuid::Uuid::new_v4().to_string(),
             created_at: rfc3339(now()),
@@ -181,6 +190,7 @@ async fn measure(store: &DynamoStore, counter: &OperationCounter, subscribers: u
             title: None,
             body: None,
             message: Some(serde_json::json!({"cost": true})),
+            position: None,
         };
         let t0 = Instant::now();
         let key = herald_dispatch::idempotency_key("bench", &push.id);

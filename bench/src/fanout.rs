@@ -325,6 +325,7 @@ fn bench_push(seq: u64) -> Push {
         title: None,
         body: None,
         message: Some(json!({ "seq": seq })),
+        position: None,
     }
 }
 

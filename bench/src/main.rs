@@ -10,7 +10,8 @@
 //! - `fanout-cloud`: one event with 100,000 subscribers through the coordinator and the delivery
 //!   workers, the management API stood in with a 20 ms round trip;
 //! - `reliability`: 1,000 clients and 100,000 deliveries under `--faults`: lost, duplicates, drain time;
-//! - `cost`: DynamoDB operations per push in a large fan-out, counted by an SDK interceptor;
+//! - `recovery`: 1,000 clients reconnecting at once, each 100 pushes behind, and a fan-out with and without history;
+//! - `cost`: DynamoDB operations per push in a large fan-out, counted by an SDK interceptor (with and without history);
 //! - `mailing`: a mailing to 100,000 users (email + push) through the platform worker: jobs/s,
 //!   time to the last history record, peak memory, render µs per message, and on DynamoDB Local
 //!   the requests per recipient with their AWS cost per million notifications;
@@ -26,6 +27,7 @@ mod fanout;
 mod mailing;
 mod memory;
 mod minimal;
+mod recovery;
 mod reliability;
 mod storm;
 
@@ -111,6 +113,20 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// History (CONTRACT §8): clients reconnecting at once, each `behind` pushes behind (time
+    /// until all caught up), and a fan-out's deliveries/s with and without history in one run.
+    Recovery {
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        #[arg(long, default_value_t = 100)]
+        behind: usize,
+        #[arg(long, default_value_t = 1000)]
+        fanout_clients: usize,
+        #[arg(long, default_value_t = 50)]
+        pushes: usize,
+        #[arg(long, value_enum, default_value_t = BenchBackend::Embedded)]
+        backend: BenchBackend,
+    },
     /// DynamoDB reads and writes per push in a large fan-out (DynamoDB Local).
     Cost {
         #[arg(long, default_value_t = 10_000)]
@@ -165,6 +181,9 @@ fn main() -> ExitCode {
                     Command::Fanout { connections, publishes, rate, server } => fanout::run(connections, publishes, rate, server).await,
                     Command::Cost { subscribers } => cost::run(subscribers).await,
                     Command::Mailing { users, dynamodb_users } => mailing::run(users, dynamodb_users).await,
+                    Command::Recovery { clients, behind, fanout_clients, pushes, backend } => {
+                        recovery::run(clients, behind, fanout_clients, pushes, backend).await
+                    }
                     Command::Reliability { seed } => reliability::run(seed).await,
                     Command::FanoutCloud { subscribers, rtt_ms, workers } => cloud::run(subscribers, rtt_ms, workers).await,
                     Command::FanoutSdk { .. } | Command::Fuzz { .. } => unreachable!("handled above"),

@@ -178,6 +178,7 @@ async fn notify(State(hub): State<Arc<Hub>>, body: Bytes) -> Response {
         title: None,
         body: None,
         message: body.remove("message"),
+        position: None,
     };
     // The frame herald-local sends for this push, to the byte.
     let Frame::Text(text) = herald::protocol::encode_push(&push, Encoding::Json) else { unreachable!("JSON is text") };

@@ -45,11 +45,21 @@ pub enum Fault {
     PostGone,
     StoreThrottle,
     ConsumerCrash,
+    /// A connection ends without its `$disconnect` (API Gateway's is best effort): its record
+    /// stays until its TTL, as a vanished client's does (presence must not count it).
+    DisconnectLost,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 6] =
-        [Self::PostThrottle, Self::PostError, Self::PostTimeout, Self::PostGone, Self::StoreThrottle, Self::ConsumerCrash];
+    pub const ALL: [Fault; 7] = [
+        Self::PostThrottle,
+        Self::PostError,
+        Self::PostTimeout,
+        Self::PostGone,
+        Self::StoreThrottle,
+        Self::ConsumerCrash,
+        Self::DisconnectLost,
+    ];
 
     /// The name in a spec and in `GET /health`.
     pub fn name(self) -> &'static str {
@@ -60,6 +70,7 @@ impl Fault {
             Self::PostGone => "post_gone",
             Self::StoreThrottle => "store_throttle",
             Self::ConsumerCrash => "consumer_crash",
+            Self::DisconnectLost => "disconnect_lost",
         }
     }
 
@@ -74,7 +85,9 @@ impl Fault {
 pub enum FaultSpecError {
     #[error("{0:?} is not name=rate (e.g. post_throttle=0.05)")]
     Malformed(String),
-    #[error("unknown fault {0:?}; the faults are post_throttle, post_error, post_timeout, post_gone, store_throttle and consumer_crash")]
+    #[error(
+        "unknown fault {0:?}; the faults are post_throttle, post_error, post_timeout, post_gone, store_throttle, consumer_crash and disconnect_lost"
+    )]
     Unknown(String),
     #[error("the rate of {name} must be a number from 0 to 1, not {rate:?}")]
     BadRate { name: &'static str, rate: String },
@@ -184,7 +197,7 @@ pub struct Faults {
     spec: FaultSpec,
     seed: u64,
     rng: SplitMix64,
-    counts: [AtomicU64; 6],
+    counts: [AtomicU64; Fault::ALL.len()],
     post_timeout: Duration,
 }
 
@@ -255,6 +268,11 @@ impl Faults {
             self.record(fault);
         }
         hit
+    }
+
+    /// Whether this connection's `$disconnect` is lost (`disconnect_lost`). Counted.
+    pub fn disconnect_lost(&self) -> bool {
+        self.roll(Fault::DisconnectLost)
     }
 
     /// Draws what happens to one management API post: one draw against the post faults' rates

@@ -103,6 +103,15 @@ impl Handlers {
         }
     }
 
+    /// `GET /history` and `GET /presence` (CONTRACT §8), the HTTP API's `history` function.
+    pub async fn history(&self, request: lambda_http::Request) -> lambda_http::Response<lambda_http::Body> {
+        let deps = herald_history::HistoryDeps { verifier: &self.verifier, store: &*self.store, settings: &self.settings };
+        match herald_history::handle(&deps, request).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    }
+
     /// The platform's admin HTTP API (`/templates…`, `/users/…`, `/event-types…`, CONTRACT §9),
     /// over this process's store.
     pub async fn platform_admin(&self, request: lambda_http::Request) -> lambda_http::Response<lambda_http::Body> {
@@ -206,15 +215,21 @@ impl Handlers {
         let store = &*self.store;
         Ok(match (api, route_key) {
             (_, "$disconnect") => herald_disconnect::handle(store, event).await?,
-            (LocalApi::Notify, "$connect") => herald_connect::handle(store, self.settings.connection_ttl, event).await?,
-            (LocalApi::Notify, "subscribe" | "unsubscribe") => herald_subscribe::handle(store, &self.gateway, event).await?,
+            (LocalApi::Notify, "$connect") => {
+                // `&since=` recoveries go to the delivery workers, as in the cloud.
+                let recovery = herald_connect::Recovery { queue: &*self.fanout, history_ttl: self.settings.history_ttl };
+                herald_connect::handle_with(store, self.settings.connection_ttl, Some(&recovery), event).await?
+            }
+            (LocalApi::Notify, "subscribe" | "unsubscribe") => {
+                herald_subscribe::handle(store, &self.gateway, self.settings.history_ttl, event).await?
+            }
             (LocalApi::Notify, _) => {
                 let deps = herald_ack::AckDeps { store, gateway: &self.gateway, timer: &*self.timer, settings: &self.settings };
                 herald_ack::handle(&deps, event).await?
             }
             (LocalApi::Chat, "$connect") => herald_chat_connect::handle(store, self.settings.connection_ttl, event).await?,
             (LocalApi::Chat, chat::ADD_CONVERSATION | chat::GET_CONVERSATION_LIST) => {
-                herald_chat_conversations::handle(store, event).await?
+                herald_chat_conversations::handle(store, self.settings.presence_timeout, event).await?
             }
             (LocalApi::Chat, chat::GET_MESSAGE_LIST | chat::SEND_MESSAGE | chat::READ_MESSAGE | chat::GET_UNREAD_INFO) => {
                 herald_chat_messages::handle(store, &self.gateway, event).await?

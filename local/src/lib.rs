@@ -570,6 +570,8 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         .route("/api/v1/notify/ws", get(ws::notify_upgrade))
         .route("/ws", get(ws::chat_upgrade))
         .route("/notify", axum::routing::post(notify).options(preflight))
+        .route("/history", get(history))
+        .route("/presence", get(history))
         .route("/templates", axum::routing::post(platform_admin).get(platform_admin))
         .route("/templates/preview", axum::routing::post(platform_admin))
         .route("/templates/{id}", axum::routing::get(platform_admin).put(platform_admin).delete(platform_admin))
@@ -706,6 +708,14 @@ async fn preflight(axum::extract::State(app): axum::extract::State<Arc<App>>, he
 async fn notify_response(app: &App, request: axum::extract::Request) -> axum::response::Response {
     match lambda_request(request).await {
         Ok(request) => axum_response(app.handlers.notify(request).await),
+        Err(refused) => refused,
+    }
+}
+
+/// `GET /history` and `GET /presence` (CONTRACT §8), handed to the `history` function.
+async fn history(axum::extract::State(app): axum::extract::State<Arc<App>>, request: axum::extract::Request) -> axum::response::Response {
+    match lambda_request(request).await {
+        Ok(request) => axum_response(app.handlers.history(request).await),
         Err(refused) => refused,
     }
 }

@@ -24,7 +24,7 @@ struct Cli {
     #[arg(long)]
     connect_rate: Option<u32>,
     /// Inject faults (testing only): comma-separated name=rate, rate from 0 to 1, among
-    /// post_throttle, post_error, post_timeout, post_gone, store_throttle, consumer_crash
+    /// post_throttle, post_error, post_timeout, post_gone, store_throttle, consumer_crash, disconnect_lost
     /// (e.g. post_throttle=0.05,store_throttle=0.02). Counts are in GET /health.
     #[arg(long, env = "HERALD_FAULTS", value_name = "SPEC")]
     faults: Option<String>,

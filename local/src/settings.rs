@@ -43,6 +43,8 @@ pub const SETTINGS: &[Setting] = &[
     s("HERALD_MAX_ATTEMPTS", "3", Both, "sends of an unacked push before ack_timeout closes the connection"),
     s("HERALD_CONNECTION_TTL_SECS", "7200", Both, "TTL of connection records (API Gateway's 2 h limit)"),
     s("HERALD_CLAIM_LEASE_MS", "120000", Both, "how long a dispatch claim on a push holds without renewal"),
+    s("HERALD_HISTORY_TTL_S", "86400", Both, "how long a push is kept in its history stream (recovery, GET /history); 0: not kept"),
+    s("HERALD_PRESENCE_TIMEOUT_S", "90", Both, "a connection silent this long (no frame, no heartbeat) is not counted online"),
     s("HERALD_POST_TIMEOUT_MS", "2000", Both, "timeout of one management API post"),
     s("HERALD_TABLE_PREFIX", "herald-", Both, "prefix of the DynamoDB table names"),
     s("HERALD_TABLE_CONNECTIONS", "<prefix>connections", Both, "the connections table's own name"),
@@ -57,6 +59,7 @@ pub const SETTINGS: &[Setting] = &[
     s("HERALD_TABLE_EVENT_TYPES", "<prefix>event-types", Both, "the platform's event types table's own name"),
     s("HERALD_TABLE_NOTIFICATIONS", "<prefix>notifications", Both, "the platform's history (notifications) table's own name"),
     s("HERALD_TABLE_MAILINGS", "<prefix>mailings", Both, "the platform's mailings (and kept events) table's own name"),
+    s("HERALD_TABLE_HISTORY", "<prefix>history", Both, "the history streams table's own name"),
     s("HERALD_QUEUE_NAME", "herald-notifications", Local, "--backend aws: the notifications queue's name"),
     s("HERALD_FANOUT_QUEUE_NAME", "herald-fanout", Local, "--backend aws: the fan-out queue's name"),
     s(

@@ -216,6 +216,10 @@ fn select_route(api: LocalApi, text: &str) -> &'static str {
 impl App {
     async fn disconnect(&self, ctx: &ConnectionContext, code: u16) {
         self.registry.remove(&ctx.connection_id);
+        if self.faults.disconnect_lost() {
+            tracing::info!(connection_id = ctx.connection_id, "disconnect_lost: no $disconnect for this connection");
+            return;
+        }
         let mut event = self.event(ctx, "$disconnect", "DISCONNECT");
         event.request_context.disconnect_status_code = Some(i64::from(code));
         if let Err(e) = self.handlers.invoke(ctx.api, "$disconnect", event).await {

@@ -85,7 +85,7 @@ pub fn refusal_frame(name: Option<&str>, error: &str) -> String {
 /// `ok: true`, a [`Refusal`] as `ok: false`; other errors fail the invocation.
 pub async fn serve<S, E, F, Fut>(store: &S, event: &WsEvent, route: F) -> Result<WsResponse, E>
 where
-    S: ConnectionStore + ?Sized,
+    S: ConnectionStore + crate::store::PresenceStore + ?Sized,
     E: RouteError,
     F: FnOnce(Request) -> Fut,
     Fut: Future<Output = Result<Value, E>>,
@@ -103,6 +103,8 @@ where
         Some(c) if c.api == Api::Chat => c,
         _ => return Ok(reply(&ChatReply::err(name, "this connection is not a registered chat connection"))),
     };
+    // Any frame shows the client is there (presence: `online` in conversation lists).
+    store.touch_connection(connection_id, crate::domain::epoch_secs(crate::domain::now())).await?;
     let Value::Object(args) = frame.args else {
         return Ok(reply(&ChatReply::err(name, "\"args\" must be a JSON object")));
     };

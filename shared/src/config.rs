@@ -51,6 +51,12 @@ pub struct DeliveryConfig {
     /// unrenewed. It must end before the queue hands a crashed coordinator's message over again
     /// (its visibility timeout), or the retry finds the dead claim still live.
     pub claim_lease: Duration,
+    /// `HERALD_HISTORY_TTL_S` (default 86400): how long a push is kept in its stream (CONTRACT §8);
+    /// 0 keeps none (no stream, offset or epoch on pushes: for comparison, not for production).
+    pub history_ttl: Duration,
+    /// `HERALD_PRESENCE_TIMEOUT_S` (default 90): a connection whose client sent nothing for this
+    /// long (no frame, no `heartbeat`) is not counted online, `$disconnect` or not.
+    pub presence_timeout: Duration,
 }
 
 impl DeliveryConfig {
@@ -64,6 +70,8 @@ impl DeliveryConfig {
             max_attempts,
             connection_ttl: Duration::from_secs(parsed(get, "HERALD_CONNECTION_TTL_SECS", 7_200u64)?),
             claim_lease: Duration::from_millis(parsed(get, "HERALD_CLAIM_LEASE_MS", 120_000u64)?),
+            history_ttl: Duration::from_secs(parsed(get, "HERALD_HISTORY_TTL_S", 86_400u64)?),
+            presence_timeout: Duration::from_secs(parsed(get, "HERALD_PRESENCE_TIMEOUT_S", 90u64)?),
         })
     }
 }

@@ -18,6 +18,7 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod gateway;
+pub mod history;
 pub mod metrics;
 pub mod platform;
 pub mod protocol;

@@ -126,7 +126,13 @@ async fn seed_frames_replayed_field_by_field(on: On) {
     // Event.GetConversationList.
     let list = ok(call(&mut op, json!({"name":"Event.GetConversationList","args":"{\"user_id\":1}"}), &mut pushes).await);
     assert_eq!(keys(&list), ["conversations"]);
-    assert_eq!(list["conversations"], json!([first, second]));
+    // Each with "online" (CONTRACT §8): user 1 has no chat connection yet.
+    let with_online = |c: &Value, online: bool| {
+        let mut c = c.clone();
+        c["online"] = json!(online);
+        c
+    };
+    assert_eq!(list["conversations"], json!([with_online(&first, false), with_online(&second, false)]));
 
     // Event.GetMessageList: the requester of application 100 (sid 1) writes "Hello World".
     let mut user = requester(&server, "1", "100").await;
@@ -208,7 +214,9 @@ async fn requester_and_admin_chat_with_read_status_and_unread_counts(on: On) {
     let mut op = admin(&server, "3").await;
     let mut op2 = admin(&server, "3").await;
     let list = ok(call(&mut op, event("Event.GetConversationList", json!({"user_id":"7"})), &mut pushes).await);
-    assert_eq!(list["conversations"], json!([conversation]));
+    let mut listed = conversation.clone();
+    listed["online"] = json!(true);
+    assert_eq!(list["conversations"], json!([listed]), "its user is connected: online");
     let list = ok(call(&mut op, event("Event.GetMessageList", json!({"session_channel":"500","executor_id":3})), &mut pushes).await);
     assert_eq!(list, json!({"Messages": []}));
 

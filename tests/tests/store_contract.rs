@@ -15,7 +15,8 @@ use herald::domain::{
     EventType, Mailing, MailingAudience, MailingKind, MailingStatus, NewMessage, Notification, NotificationFilter, NotificationStatus,
     QuietHours, Recurrence, Subscription, Template, TimeOfDay, UserProfile,
 };
-use herald::store::{EVENT_SHARDS, Page, Store, StoreError, StoreResult, TemplateWrite, USER_SHARDS, event_shard, user_shard};
+use herald::domain::{Fence, Push, StreamHead};
+use herald::store::{EVENT_SHARDS, FenceOf, Page, Store, StoreError, StoreResult, TemplateWrite, USER_SHARDS, event_shard, user_shard};
 use serde_json::json;
 
 const T0: &str = "2024-05-01T10:00:00Z";
@@ -35,6 +36,8 @@ fn connection(id: &str, user: &str) -> Connection {
         request_id: None,
         connected_at: 1_714_557_600_000,
         expires_at: EXPIRES,
+        fence: None,
+        last_seen: 1_714_557_600,
     }
 }
 
@@ -1297,7 +1300,131 @@ contract!(
     case_mailing_runs,
     case_history_of_mailings,
     case_jobs_are_recorded_with_their_counts,
+    case_streams_append_once_per_key,
+    case_streams_concurrent_appends,
+    case_streams_expire,
+    case_fences_end_only_on_a_still_head,
+    case_presence_last_seen,
 );
+
+fn stream_push(id: &str, seq: u64) -> Push {
+    Push {
+        id: id.into(),
+        created_at: T0.into(),
+        user_id: None,
+        event_name: Some("scores".into()),
+        title: None,
+        body: None,
+        message: Some(json!({ "seq": seq })),
+        position: None,
+    }
+}
+
+const DAY: i64 = 86_400;
+
+fn stream_offsets(pushes: &[Push]) -> Vec<u64> {
+    pushes.iter().map(|p| p.position.as_ref().expect("a position").offset).collect()
+}
+
+async fn case_streams_append_once_per_key<S: Store>(s: &S) {
+    let head = s.stream_head("event:scores", DAY).await.unwrap();
+    assert_eq!(head.offset, 0);
+    assert!(!head.epoch.is_empty() && head.epoch.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    assert_eq!(s.stream_head("event:scores", DAY).await.unwrap(), head, "created once");
+    for i in 1..=3 {
+        let p = s.append_history("event:scores", &format!("k{i}"), &stream_push(&format!("p{i}"), i), DAY).await.unwrap();
+        assert_eq!((p.stream.as_str(), p.offset, p.epoch.as_str()), ("event:scores", i, head.epoch.as_str()));
+    }
+    // The same key again: the first append's offset, nothing appended.
+    let again = s.append_history("event:scores", "k2", &stream_push("p2", 2), DAY).await.unwrap();
+    assert_eq!(again.offset, 2);
+    assert_eq!(s.stream_head("event:scores", DAY).await.unwrap().offset, 3);
+    let all = s.read_history("event:scores", &head.epoch, 0, 10).await.unwrap();
+    assert_eq!(stream_offsets(&all), vec![1, 2, 3]);
+    assert_eq!(all.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(), ["p1", "p2", "p3"]);
+    assert_eq!(all[1].message, Some(json!({"seq": 2})));
+    assert_eq!(stream_offsets(&s.read_history("event:scores", &head.epoch, 1, 1).await.unwrap()), vec![2], "after 1, one");
+    assert!(s.read_history("event:scores", "another-epoch", 0, 10).await.unwrap().is_empty());
+    assert!(s.read_history("event:other", &head.epoch, 0, 10).await.unwrap().is_empty());
+    assert!(matches!(s.read_history("event:scores", &head.epoch, 0, 0).await, Err(StoreError::Invalid(_))));
+    // Streams are their own: another starts at 1 with its own epoch.
+    let other = s.append_history("user:42", "k1-user", &stream_push("u1", 1), DAY).await.unwrap();
+    assert_eq!(other.offset, 1);
+    assert_ne!(other.epoch, head.epoch);
+}
+
+async fn case_streams_concurrent_appends<S: Store>(s: &S) {
+    let appends =
+        (1..=20u64).map(|i| async move { s.append_history("event:race", &format!("r{i}"), &stream_push(&format!("r{i}"), i), DAY).await });
+    let positions: Vec<_> = join_all(appends).await.into_iter().map(|r| r.unwrap().offset).collect();
+    let unique: BTreeSet<u64> = positions.iter().copied().collect();
+    assert_eq!(unique, (1..=20).collect::<BTreeSet<u64>>(), "no duplicate, no gap: {positions:?}");
+    let same = (0..5).map(|_| async { s.append_history("event:race", "one-key", &stream_push("once", 0), DAY).await });
+    let offsets: BTreeSet<u64> = join_all(same).await.into_iter().map(|r| r.unwrap().offset).collect();
+    assert_eq!(offsets, BTreeSet::from([21]), "one push, one offset");
+    let epoch = s.stream_head("event:race", DAY).await.unwrap().epoch;
+    assert_eq!(s.read_history("event:race", &epoch, 0, 100).await.unwrap().len(), 21);
+}
+
+async fn case_streams_expire<S: Store>(s: &S) {
+    s.append_history("event:brief", "b1", &stream_push("b1", 1), 1).await.unwrap();
+    let head = s.stream_head("event:brief", 1).await.unwrap();
+    assert_eq!(head.offset, 1);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Expired (TTL deletes late): not read, and the stream starts again in a new epoch.
+    assert!(s.read_history("event:brief", &head.epoch, 0, 10).await.unwrap().is_empty());
+    let fresh = s.stream_head("event:brief", DAY).await.unwrap();
+    assert_eq!(fresh.offset, 0);
+    assert_ne!(fresh.epoch, head.epoch);
+    let p = s.append_history("event:brief", "b2", &stream_push("b2", 2), DAY).await.unwrap();
+    assert_eq!((p.offset, p.epoch.as_str()), (1, fresh.epoch.as_str()), "an expired push's offset is taken again");
+    assert_eq!(stream_offsets(&s.read_history("event:brief", &fresh.epoch, 0, 10).await.unwrap()), vec![1]);
+}
+
+async fn case_fences_end_only_on_a_still_head<S: Store>(s: &S) {
+    s.put_connection(&Connection { fence: Some(Fence::Recovering), ..connection("fc", "u") }).await.unwrap();
+    s.subscribe(&Subscription { fence: Some(Fence::Recovering), ..subscription("fc", "u", "scores") }).await.unwrap();
+    let sub = FenceOf::Subscription { connection_id: "fc", event_name: "scores" };
+    assert_eq!(s.fence(sub).await.unwrap(), Some(Some(Fence::Recovering)));
+    assert_eq!(s.fence(FenceOf::Connection("fc")).await.unwrap(), Some(Some(Fence::Recovering)));
+    assert_eq!(s.fence(FenceOf::Connection("nobody")).await.unwrap(), None);
+    s.append_history("event:scores", "f1", &stream_push("f1", 1), DAY).await.unwrap();
+    let head = s.stream_head("event:scores", DAY).await.unwrap();
+    s.append_history("event:scores", "f2", &stream_push("f2", 2), DAY).await.unwrap();
+    // A push came after the head the replay read: the fence stays.
+    assert!(!s.go_live(sub, "event:scores", &head, false).await.unwrap());
+    assert_eq!(s.fence(sub).await.unwrap(), Some(Some(Fence::Recovering)));
+    let head = s.stream_head("event:scores", DAY).await.unwrap();
+    assert!(s.go_live(sub, "event:scores", &head, false).await.unwrap());
+    assert_eq!(s.fence(sub).await.unwrap(), Some(Some(Fence::LiveAfter(2))));
+    let listed = s.user_event_subscribers("u", "scores").await.unwrap();
+    assert_eq!(listed[0].fence, Some(Fence::LiveAfter(2)), "the fence is part of the subscription");
+    // Forced, whatever the head; a connection's fence too.
+    let stale = StreamHead { offset: 1, epoch: head.epoch.clone() };
+    assert!(s.go_live(FenceOf::Connection("fc"), "user:u", &stale, true).await.unwrap());
+    assert_eq!(s.get_connection("fc").await.unwrap().unwrap().fence, Some(Fence::LiveAfter(1)));
+    // Gone: nothing to end.
+    assert!(s.go_live(FenceOf::Subscription { connection_id: "fc", event_name: "gone" }, "event:scores", &head, false).await.unwrap());
+    assert_eq!(s.fence(FenceOf::Subscription { connection_id: "fc", event_name: "gone" }).await.unwrap(), None);
+    // Without a fence: Some(None).
+    s.subscribe(&subscription("fc", "u", "plain")).await.unwrap();
+    assert_eq!(s.fence(FenceOf::Subscription { connection_id: "fc", event_name: "plain" }).await.unwrap(), Some(None));
+}
+
+async fn case_presence_last_seen<S: Store>(s: &S) {
+    s.put_connection(&connection("p1", "u1")).await.unwrap();
+    s.put_connection(&connection("p2", "u2")).await.unwrap();
+    s.touch_connection("p1", 1_800_000_000).await.unwrap();
+    s.touch_connection("p1", 1_700_000_000).await.unwrap();
+    s.touch_connection("nobody", 1_800_000_000).await.unwrap();
+    assert!(s.get_connection("nobody").await.unwrap().is_none(), "touching does not create a connection");
+    let mut got = s.connections(&strings(&["p1", "p2", "nobody", "p1"])).await.unwrap();
+    got.sort_by(|a, b| a.connection_id.cmp(&b.connection_id));
+    assert_eq!(ids(&got), strings(&["p1", "p2"]));
+    assert_eq!(got[0].last_seen, 1_800_000_000, "only moves forward");
+    assert_eq!(got[1].last_seen, 1_714_557_600);
+    assert!(s.connections(&[]).await.unwrap().is_empty());
+}
 
 /// What only DynamoDB has: its error mapping, attribute names, cursors, pages and tables.
 mod dynamodb_only {

@@ -139,13 +139,16 @@ fn check_refusal(e: &FrameError) -> Result<(), String> {
 /// What any accepted frame must be.
 fn check_accepted(frame: &ClientFrame) -> Result<(), String> {
     match frame {
-        ClientFrame::Subscribe { event_name, user_id } | ClientFrame::Unsubscribe { event_name, user_id } => {
+        ClientFrame::Subscribe { event_name, user_id, .. } | ClientFrame::Unsubscribe { event_name, user_id } => {
             ensure!(check_name("event_name", event_name).is_ok(), "accepted event name {event_name:?} breaks the 1..=256 rule");
             if let Some(user) = user_id {
                 ensure!(check_name("user_id", user).is_ok(), "accepted user id {user:?} breaks the 1..=256 rule");
             }
         }
-        ClientFrame::Ack { .. } => {}
+        ClientFrame::Presence { event_name } => {
+            ensure!(check_name("event_name", event_name).is_ok(), "accepted event name {event_name:?} breaks the 1..=256 rule");
+        }
+        ClientFrame::Ack { .. } | ClientFrame::Heartbeat => {}
     }
     Ok(())
 }
@@ -160,7 +163,11 @@ fn expected_subscribe(unsubscribe: bool, event_name: &Value, user_id: &Option<Va
         Some(v) => Some(user_id_from_json("user_id", v).ok()?),
     };
     let event_name = event_name.clone();
-    Some(if unsubscribe { ClientFrame::Unsubscribe { event_name, user_id } } else { ClientFrame::Subscribe { event_name, user_id } })
+    Some(if unsubscribe {
+        ClientFrame::Unsubscribe { event_name, user_id }
+    } else {
+        ClientFrame::Subscribe { event_name, user_id, since: None }
+    })
 }
 
 pub fn check_notify_text(input: &NotifyText) -> Result<(), String> {

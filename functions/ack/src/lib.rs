@@ -2,7 +2,9 @@
 //! `ClientMessage`s base64-encoded in text frames (API Gateway closes a connection that sends a
 //! binary frame, with 1003), on either encoding, and an error frame for anything else (CONTRACT
 //! §3). An event API Gateway marks `isBase64Encoded` (a binary payload) is a raw `ClientMessage`.
-//! An ACK stops redelivery; a NACK sends the push again at once.
+//! An ACK stops redelivery; a NACK sends the push again at once. Also presence (CONTRACT §8):
+//! `{"type":"presence","event_name":…}` from a subscribed connection, and `{"type":"heartbeat"}`;
+//! every frame here counts as the client being alive (its connection's `last_seen`).
 
 use herald::apigw::{self, WsEvent, WsResponse};
 use herald::delivery::{self, DeliveryError, RedeliveryTimer, Resend};
@@ -11,7 +13,7 @@ use herald::domain::Encoding;
 use herald::gateway::Gateway;
 use herald::gateway::GatewayError;
 use herald::protocol::{AckStatus, ClientFrame, FrameError, ServerFrame, encode_error, parse_binary_frame, parse_text_frame};
-use herald::store::{ConnectionStore, DeliveryStore, StoreError};
+use herald::store::{ConnectionStore, DeliveryStore, PresenceStore, StoreError, SubscriptionStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AckError {
@@ -69,9 +71,13 @@ async fn refuse<S: ConnectionStore + ?Sized>(
 }
 
 #[tracing::instrument(skip_all, fields(connection_id))]
-pub async fn handle<S: DeliveryStore + ConnectionStore + ?Sized>(deps: &AckDeps<'_, S>, event: WsEvent) -> Result<WsResponse, AckError> {
+pub async fn handle<S: DeliveryStore + ConnectionStore + SubscriptionStore + PresenceStore + ?Sized>(
+    deps: &AckDeps<'_, S>,
+    event: WsEvent,
+) -> Result<WsResponse, AckError> {
     let connection_id = apigw::connection_id(&event)?.to_string();
     tracing::Span::current().record("connection_id", connection_id.as_str());
+    deps.store.touch_connection(&connection_id, herald::domain::epoch_secs(herald::domain::now())).await?;
     let parsed = if event.is_base64_encoded {
         match apigw::body_bytes(&event) {
             Ok(bytes) => parse_binary_frame(&bytes),
@@ -82,6 +88,8 @@ pub async fn handle<S: DeliveryStore + ConnectionStore + ?Sized>(deps: &AckDeps<
     };
     let (push_id, status) = match parsed {
         Ok(ClientFrame::Ack { push_id, status }) => (push_id, status),
+        Ok(ClientFrame::Heartbeat) => return Ok(apigw::ok()),
+        Ok(ClientFrame::Presence { event_name }) => return presence(deps, &connection_id, event_name).await,
         Ok(_) => return Ok(error_reply("wrong_route", "subscribe and unsubscribe have their own routes")),
         Err(e @ FrameError::BadProtobuf) => return refuse(deps, &event, &connection_id, e.code(), e.to_string()).await,
         Err(e) => return Ok(apigw::reply(e.to_frame().to_json())),
@@ -112,6 +120,19 @@ pub async fn handle<S: DeliveryStore + ConnectionStore + ?Sized>(deps: &AckDeps<
             }
         }
     }
+}
+
+/// The presence of an event the connection is subscribed to (CONTRACT §8).
+async fn presence<S: SubscriptionStore + PresenceStore + ?Sized>(
+    deps: &AckDeps<'_, S>,
+    connection_id: &str,
+    event_name: String,
+) -> Result<WsResponse, AckError> {
+    if !deps.store.connection_subscriptions(connection_id).await?.contains(&event_name) {
+        return Ok(error_reply("forbidden", format!("this connection is not subscribed to {event_name:?}")));
+    }
+    let (users, connections) = herald::history::event_presence(deps.store, &event_name, deps.settings.presence_timeout).await?;
+    Ok(apigw::reply(ServerFrame::Presence { event_name, users, connections }.to_json()))
 }
 
 #[cfg(test)]

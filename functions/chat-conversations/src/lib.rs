@@ -7,12 +7,17 @@
 //!   another user, the requester is refused. The conversation's user becomes a participant of the
 //!   channel.
 //! - `Event.GetConversationList {user_id}` → `{"conversations":[…]}` by id; a requester lists only
-//!   its own (its `sid`, its `request_id`'s conversation), an admin any user's.
+//!   its own (its `sid`, its `request_id`'s conversation), an admin any user's. Each carries
+//!   `"online"`: whether the conversation's user has a chat connection whose client was heard
+//!   from within the presence timeout (CONTRACT §8; a lost `$disconnect` does not keep it online).
 
 use herald::apigw::{self, WsEvent, WsResponse};
 use herald::chat::{self, Refusal, Request, RouteError};
 use herald::domain::{now, rfc3339};
-use herald::store::{ConnectionStore, ConversationStore, MemberStore, StoreError};
+use std::time::Duration;
+
+use herald::domain::{Api, epoch_secs};
+use herald::store::{ConnectionStore, ConversationStore, MemberStore, PresenceStore, StoreError};
 use serde_json::{Value, json};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,20 +40,20 @@ impl RouteError for ConversationsError {
 }
 
 #[tracing::instrument(skip_all, fields(connection_id = event.request_context.connection_id.as_deref()))]
-pub async fn handle<S>(store: &S, event: WsEvent) -> Result<WsResponse, ConversationsError>
+pub async fn handle<S>(store: &S, presence_timeout: Duration, event: WsEvent) -> Result<WsResponse, ConversationsError>
+where
+    S: ConnectionStore + ConversationStore + MemberStore + PresenceStore + ?Sized,
+{
+    chat::serve(store, &event, |request| route(store, presence_timeout, request)).await
+}
+
+async fn route<S>(store: &S, presence_timeout: Duration, request: Request) -> Result<Value, ConversationsError>
 where
     S: ConnectionStore + ConversationStore + MemberStore + ?Sized,
 {
-    chat::serve(store, &event, |request| route(store, request)).await
-}
-
-async fn route<S>(store: &S, request: Request) -> Result<Value, ConversationsError>
-where
-    S: ConversationStore + MemberStore + ?Sized,
-{
     match request.name.as_str() {
         chat::ADD_CONVERSATION => add_conversation(store, &request).await,
-        chat::GET_CONVERSATION_LIST => conversation_list(store, &request).await,
+        chat::GET_CONVERSATION_LIST => conversation_list(store, presence_timeout, &request).await,
         other => Err(chat::unknown_event(other).into()),
     }
 }
@@ -71,14 +76,26 @@ where
     Ok(chat::conversation_json(&conversation))
 }
 
-async fn conversation_list<S>(store: &S, request: &Request) -> Result<Value, ConversationsError>
+async fn conversation_list<S>(store: &S, presence_timeout: Duration, request: &Request) -> Result<Value, ConversationsError>
 where
-    S: ConversationStore + ?Sized,
+    S: ConnectionStore + ConversationStore + ?Sized,
 {
     let connection = &request.connection;
     let user_id = request.args.user("user_id", connection)?;
-    let conversations: Vec<Value> =
-        store.user_conversations(&user_id).await?.iter().filter(|c| chat::reaches(connection, c)).map(chat::conversation_json).collect();
+    let now = epoch_secs(herald::domain::now());
+    let mut conversations = Vec::new();
+    for c in store.user_conversations(&user_id).await?.iter().filter(|c| chat::reaches(connection, c)) {
+        let online = store
+            .user_connections(&c.user_id)
+            .await?
+            .iter()
+            .any(|conn| conn.api == Api::Chat && herald::history::is_live(conn, now, presence_timeout));
+        let mut value = chat::conversation_json(c);
+        if let Value::Object(map) = &mut value {
+            map.insert("online".into(), Value::Bool(online));
+        }
+        conversations.push(value);
+    }
     Ok(json!({ "conversations": conversations }))
 }
 
@@ -101,7 +118,7 @@ mod tests {
         let mut e = WsEvent::default();
         e.request_context.connection_id = Some(connection_id.into());
         e.body = Some(body.into());
-        let r = handle(store, e).await.unwrap();
+        let r = handle(store, std::time::Duration::from_secs(90), e).await.unwrap();
         serde_json::from_slice(apigw::response_body(&r).unwrap()).unwrap()
     }
 
@@ -121,7 +138,28 @@ mod tests {
         assert_eq!(store.channel_members("100").await.unwrap(), vec!["1".to_string()]);
 
         let list = call(&store, "admin", r#"{"name":"Event.GetConversationList","args":"{\"user_id\":1}"}"#).await;
-        assert_eq!(list["result"], json!({"conversations": [r["result"].clone()]}));
+        let mut listed = r["result"].clone();
+        listed["online"] = json!(false);
+        assert_eq!(list["result"], json!({"conversations": [listed]}), "user 1 has no connection: offline");
+    }
+
+    #[tokio::test]
+    async fn online_is_a_recent_frame_of_the_users_chat_connection() {
+        let store = MemoryStore::new();
+        connect(&store, "admin", "2", true, None).await;
+        call(&store, "admin", r#"{"name":"Event.AddConversation","args":{"user_id":1,"application_id":100}}"#).await;
+        let list = r#"{"name":"Event.GetConversationList","args":{"user_id":1}}"#;
+        connect(&store, "user", "1", false, Some("100")).await;
+        assert_eq!(call(&store, "admin", list).await["result"]["conversations"][0]["online"], true);
+        // Its client went silent long ago (a lost $disconnect leaves the record): offline.
+        let mut stale = store.get_connection("user").await.unwrap().unwrap();
+        stale.last_seen -= 3600;
+        stale.connected_at -= 3_600_000;
+        store.put_connection(&stale).await.unwrap();
+        assert_eq!(call(&store, "admin", list).await["result"]["conversations"][0]["online"], false);
+        // A frame from it brings it back.
+        call(&store, "user", list).await;
+        assert_eq!(call(&store, "admin", list).await["result"]["conversations"][0]["online"], true);
     }
 
     #[tokio::test]

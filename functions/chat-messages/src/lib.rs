@@ -49,7 +49,7 @@ impl RouteError for MessagesError {
 #[tracing::instrument(skip_all, fields(connection_id = event.request_context.connection_id.as_deref()))]
 pub async fn handle<S>(store: &S, gateway: &dyn Gateway, event: WsEvent) -> Result<WsResponse, MessagesError>
 where
-    S: ConnectionStore + ConversationStore + MessageStore + MemberStore + ?Sized,
+    S: ConnectionStore + ConversationStore + MessageStore + MemberStore + herald::store::PresenceStore + ?Sized,
 {
     chat::serve(store, &event, |request| route(store, gateway, request)).await
 }

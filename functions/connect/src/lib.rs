@@ -6,8 +6,11 @@
 use std::time::Duration;
 
 use herald::apigw::{self, WsEvent, WsResponse, accept, refuse};
-use herald::domain::{AckMode, Api, Connection, Encoding};
-use herald::store::{ConnectionStore, StoreError};
+use herald::domain::{AckMode, Api, Connection, Encoding, Fence, user_stream};
+use herald::history::{RecoveryJob, UserRecovery, recoverable};
+use herald::protocol::Since;
+use herald::queue::Queue;
+use herald::store::{ConnectionStore, HistoryStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -15,10 +18,36 @@ pub enum ConnectError {
     Event(#[from] apigw::MissingField),
     #[error("could not store the connection: {0}")]
     Store(#[from] StoreError),
+    #[error("could not hand the recovery to the delivery workers: {0}")]
+    Queue(#[from] herald::queue::QueueError),
 }
 
+/// Where `&since=` recoveries go (the fan-out queue: the delivery workers run them), and how
+/// long pushes are kept.
+pub struct Recovery<'a> {
+    pub queue: &'a dyn Queue,
+    pub history_ttl: Duration,
+}
+
+/// `$connect` without recovery: `&since=` is refused (400).
+pub async fn handle<S: ConnectionStore + HistoryStore + ?Sized>(
+    store: &S,
+    connection_ttl: Duration,
+    event: WsEvent,
+) -> Result<WsResponse, ConnectError> {
+    handle_with(store, connection_ttl, None, event).await
+}
+
+/// `$connect`; with `&since=<offset>:<epoch>` the user stream is recovered (CONTRACT §8): the
+/// connection is stored recovering (live pushes of its user stream held back) and the replay is
+/// handed to `recovery`.
 #[tracing::instrument(skip_all, fields(connection_id))]
-pub async fn handle<S: ConnectionStore + ?Sized>(store: &S, connection_ttl: Duration, event: WsEvent) -> Result<WsResponse, ConnectError> {
+pub async fn handle_with<S: ConnectionStore + HistoryStore + ?Sized>(
+    store: &S,
+    connection_ttl: Duration,
+    recovery: Option<&Recovery<'_>>,
+    event: WsEvent,
+) -> Result<WsResponse, ConnectError> {
     let connection_id = apigw::connection_id(&event)?.to_string();
     tracing::Span::current().record("connection_id", connection_id.as_str());
     let Some(identity) = apigw::caller(&event) else {
@@ -37,14 +66,44 @@ pub async fn handle<S: ConnectionStore + ?Sized>(store: &S, connection_ttl: Dura
         Ok(a) => a,
         Err(msg) => return Ok(refuse(400, "bad_ack", &msg)),
     };
-    let connection = Connection {
+    let since = match query.first("since").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(_) if recovery.is_none() => return Ok(refuse(400, "bad_since", "recovery is not available here")),
+        Some(text) => match Since::parse_query(text) {
+            Ok(s) => Some(s),
+            Err(msg) => return Ok(refuse(400, "bad_since", &msg)),
+        },
+    };
+    let mut connection = Connection {
         encoding,
         ack_mode,
         admin: identity.admin,
         request_id: identity.request_id.clone(),
         ..Connection::opened(connection_id, user_id, Api::Notify, connection_ttl)
     };
+    let job = match (since, recovery) {
+        (Some(since), Some(recovery)) => {
+            let stream = user_stream(&connection.user_id);
+            let ttl = i64::try_from(recovery.history_ttl.as_secs()).unwrap_or(i64::MAX);
+            let head = store.stream_head(&stream, ttl).await?;
+            let recovered = recoverable(store, &stream, &head, &since).await?;
+            connection.fence = Some(Fence::Recovering);
+            let after = if recovered { since.offset } else { head.offset };
+            Some((
+                recovery,
+                RecoveryJob { recover: UserRecovery { connection_id: connection.connection_id.clone(), stream, after, recovered, head } },
+            ))
+        }
+        _ => None,
+    };
     store.put_connection(&connection).await?;
+    if let Some((recovery, job)) = job {
+        let body = serde_json::to_string(&job).unwrap_or_default();
+        if let Err(e) = recovery.queue.send(&body).await {
+            store.delete_connection(&connection.connection_id).await?;
+            return Err(e.into());
+        }
+    }
     herald::metrics::inc(herald::metrics::Counter::NotifyConnectionsOpened);
     tracing::info!(user_id = %connection.user_id, encoding = encoding.as_str(), ack = ack_mode.as_str(), "connected");
     Ok(accept(&event))

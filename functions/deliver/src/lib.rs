@@ -27,7 +27,7 @@ use herald::domain::{AckMode, BatchState, Encoding, Push, Target, age, epoch_sec
 use herald::gateway::{Frame, Gateway, GatewayError};
 use herald::metrics::{self, Counter, Histogram};
 use herald::protocol::encode_push;
-use herald::store::{ConnectionStore, DeliveryStore, StoreError, SubscriptionStore};
+use herald::store::{ConnectionStore, DeliveryStore, HistoryStore, StoreError, SubscriptionStore};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -141,7 +141,7 @@ enum Sent {
     Failed,
 }
 
-impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + ?Sized> DeliverDeps<'_, S> {
+impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + HistoryStore + ?Sized> DeliverDeps<'_, S> {
     /// Posts the batch's targets that are still to serve, and records how far it got.
     #[tracing::instrument(skip_all, fields(batch_id = %batch.batch_id, push_id = %batch.push.id))]
     pub async fn deliver_batch(&self, batch: &DeliveryBatch) -> Result<BatchOutcome, DeliverError> {
@@ -247,7 +247,16 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + ?Sized> DeliverDep
         let mut response = SqsBatchResponse::default();
         for record in event.records {
             let id = record.message_id.clone().unwrap_or_default();
-            let result = match serde_json::from_str::<DeliveryBatch>(record.body.as_deref().unwrap_or_default()) {
+            let body = record.body.as_deref().unwrap_or_default();
+            // A connection's recovery (`&since=` on connect), handed over by `$connect`.
+            if let Ok(job) = serde_json::from_str::<herald::history::RecoveryJob>(body) {
+                let ttl = i64::try_from(self.settings.history_ttl.as_secs()).unwrap_or(i64::MAX);
+                if let Err(e) = herald::history::recover_connection(self.store, self.gateway, &job.recover, ttl).await {
+                    tracing::warn!(message_id = id, error = %e, "recovery failed");
+                }
+                continue;
+            }
+            let result = match serde_json::from_str::<DeliveryBatch>(body) {
                 Ok(batch) => self.deliver_batch(&batch).await.map(|o| o.failed.len()),
                 Err(e) => Err(e.into()),
             };

@@ -29,6 +29,7 @@ fn push() -> Push {
         title: Some("t".into()),
         body: None,
         message: None,
+        position: None,
     }
 }
 

@@ -20,8 +20,9 @@ use herald::config::DeliveryConfig;
 use herald::delivery::RedeliveryTimer;
 use herald::domain::{Api, Audience, Claim, Push, Target, epoch_secs, now};
 use herald::gateway::Gateway;
+use herald::history::admits;
 use herald::queue::Queue;
-use herald::store::{ConnectionStore, DeliveryStore, StoreError, SubscriptionStore};
+use herald::store::{ConnectionStore, DeliveryStore, FenceOf, HistoryStore, StoreError, SubscriptionStore};
 use herald_deliver::{DeliverDeps, DeliveryBatch, RECORD_TTL_SECS};
 
 pub use message::Undeliverable;
@@ -75,7 +76,7 @@ pub fn idempotency_key(source: &str, push_id: &str) -> String {
     format!("{}:{source}|{push_id}", source.len())
 }
 
-impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + ?Sized> DispatchDeps<'_, S> {
+impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + HistoryStore + ?Sized> DispatchDeps<'_, S> {
     fn worker(&self) -> DeliverDeps<'_, S> {
         DeliverDeps { store: self.store, gateway: self.gateway, timer: self.timer, settings: self.settings }
     }
@@ -95,7 +96,7 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + ?Sized> DispatchDe
             Claim::Busy => return Err(DispatchError::Transient(format!("push {} is being delivered by another worker", push.id))),
             Claim::New | Claim::Retaken => {}
         }
-        match self.fan_out(push, key, &owner).await {
+        match self.keep_and_fan_out(push, key, &owner).await {
             Ok(delivered) => {
                 if !self.store.complete_push(key, &owner).await? {
                     tracing::warn!("the claim was retaken meanwhile; the other coordinator completes it");
@@ -111,14 +112,54 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + ?Sized> DispatchDe
         }
     }
 
+    /// Appends the push to its stream (CONTRACT §8) under the claim, then fans it out with its
+    /// position. The append is once per idempotency key (the store keeps a marker of it with the
+    /// offset, in the same transaction as the push): a retried or redelivered message, or a
+    /// coordinator that retook a crashed one's claim, gets the offset the first append got.
+    /// Appending before any target is read is what keeps replays and live pushes apart
+    /// ([`herald::history`]).
+    async fn keep_and_fan_out(&self, push: &Push, key: &str, owner: &str) -> Result<Delivered, DispatchError> {
+        let Some(stream) = push.stream() else {
+            return Err(Undeliverable("the message names neither user_id nor event_name".into()).into());
+        };
+        let ttl = i64::try_from(self.settings.history_ttl.as_secs()).unwrap_or(i64::MAX);
+        if ttl == 0 {
+            // History turned off (HERALD_HISTORY_TTL_S=0): the push is not kept, nor positioned.
+            return self.fan_out(push, key, owner).await;
+        }
+        let position = self.store.append_history(&stream, key, push, ttl).await?;
+        let push = Push { position: Some(position), ..push.clone() };
+        self.fan_out(&push, key, owner).await
+    }
+
     async fn fan_out(&self, push: &Push, key: &str, owner: &str) -> Result<Delivered, DispatchError> {
+        let offset = push.position.as_ref().map(|p| p.offset);
         let targets: Vec<Target> = match push.audience() {
             None => return Err(Undeliverable("the message names neither user_id nor event_name".into()).into()),
             Some(Audience::User(user)) => {
-                self.store.user_connections(user).await?.iter().filter(|c| c.api == Api::Notify).map(Target::from).collect()
+                let mut targets = Vec::new();
+                for c in self.store.user_connections(user).await?.iter().filter(|c| c.api == Api::Notify) {
+                    if admits(self.store, FenceOf::Connection(&c.connection_id), c.fence, offset).await? {
+                        targets.push(Target::from(c));
+                    }
+                }
+                targets
             }
             Some(Audience::UserEvent { user_id, event_name }) => {
-                self.store.user_event_subscribers(user_id, event_name).await?.into_iter().map(Target::from).collect()
+                // The user's stream: each connection's fence (`&since=` on connect) applies.
+                let connections = self.store.user_connections(user_id).await?;
+                let mut targets = Vec::new();
+                for sub in self.store.user_event_subscribers(user_id, event_name).await? {
+                    // A connection the index does not show yet is read from its table.
+                    let fence = connections
+                        .iter()
+                        .find(|c| c.connection_id == sub.connection_id)
+                        .map_or(Some(herald::domain::Fence::Recovering), |c| c.fence);
+                    if admits(self.store, FenceOf::Connection(&sub.connection_id), fence, offset).await? {
+                        targets.push(Target::from(sub));
+                    }
+                }
+                targets
             }
             Some(Audience::Event(event)) => return self.fan_out_event(push, key, owner, event).await,
         };
@@ -150,7 +191,14 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + ?Sized> DispatchDe
         let mut first = true;
         loop {
             let page = self.store.event_subscribers(event, cursor.as_deref(), PAGE_SIZE).await?;
-            let targets: Vec<Target> = page.items.into_iter().map(Target::from).collect();
+            let offset = push.position.as_ref().map(|p| p.offset);
+            let mut targets: Vec<Target> = Vec::with_capacity(page.items.len());
+            for sub in page.items {
+                let of = FenceOf::Subscription { connection_id: &sub.connection_id, event_name: event };
+                if admits(self.store, of, sub.fence, offset).await? {
+                    targets.push(Target::from(sub));
+                }
+            }
             if first && page.next.is_none() && targets.len() <= herald_deliver::BATCH_SIZE {
                 // Small enough for one batch: deliver now.
                 for batch in DeliveryBatch::split(key, push, targets) {

@@ -53,6 +53,7 @@ pub fn parse(body: &[u8], fallback_id: &str) -> Result<Push, Undeliverable> {
             title: optional_string(&obj, "subject")?,
             body: optional_string(&obj, "content")?,
             message: None,
+            position: None,
         }
     } else {
         Push {
@@ -63,6 +64,7 @@ pub fn parse(body: &[u8], fallback_id: &str) -> Result<Push, Undeliverable> {
             title: optional_string(&obj, "title")?,
             body: optional_string(&obj, "body")?,
             message: obj.get("message").cloned(),
+            position: None,
         }
     };
     if push.audience().is_none() {

@@ -217,3 +217,62 @@ async fn a_kafka_record_that_keeps_failing_is_dead_lettered_and_the_partition_mo
     assert!(dead[0]["reason"].as_str().unwrap().contains("failed 3 times"), "{}", dead[0]);
     assert_eq!(w.gateway.sent_to("c0").len(), 1, "the next record was delivered");
 }
+
+fn offset_of(frame: &herald::gateway::Frame) -> u64 {
+    let v: Value = serde_json::from_slice(frame.as_bytes()).unwrap();
+    v["offset"].as_u64().expect("an offset")
+}
+
+#[tokio::test]
+async fn a_push_is_kept_once_under_one_offset_however_often_it_comes() {
+    let w = World::new();
+    w.subscribers("news", 1).await;
+    let first = json!({"message_id": "m-1", "event_name": "news", "title": "one"});
+    let second = json!({"message_id": "m-2", "event_name": "news", "title": "two"});
+    // m-1 is claimed and appended, then its delivery fails and the claim is dropped: the retry
+    // must find the same offset, not take a new one.
+    w.gateway.fail("c0", ..=4, herald::gateway::Injected::ServerError);
+    w.fanout.broken.store(true, Ordering::Relaxed);
+    let r = w.deps().handle_sqs(sqs(&[("q1", QUEUE, first.clone())])).await;
+    assert_eq!(r.batch_item_failures.len(), 1, "the post and the hand-over failed: retried");
+    w.fanout.broken.store(false, Ordering::Relaxed);
+    let r = w.deps().handle_sqs(sqs(&[("q1", QUEUE, first.clone())])).await;
+    assert!(r.batch_item_failures.is_empty());
+    let sent = w.gateway.sent_to("c0");
+    assert_eq!(sent.iter().map(offset_of).collect::<Vec<_>>(), vec![1], "the retry carries the first offset");
+    w.deps().handle_sqs(sqs(&[("q2", QUEUE, second)])).await;
+    let head = w.store.stream_head("event:news", 86_400).await.unwrap();
+    assert_eq!(head.offset, 2, "two pushes, two offsets");
+    let kept = w.store.read_history("event:news", &head.epoch, 0, 10).await.unwrap();
+    assert_eq!(kept.iter().map(|p| p.title.clone().unwrap()).collect::<Vec<_>>(), ["one", "two"]);
+}
+
+#[tokio::test]
+async fn live_delivery_skips_a_recovering_target_and_what_its_replay_covers() {
+    let w = World::new();
+    let c = Connection::opened("rc", "u1", Api::Notify, Duration::from_secs(3600));
+    w.store.put_connection(&c).await.unwrap();
+    w.store.subscribe(&Subscription { fence: Some(herald::domain::Fence::Recovering), ..Subscription::of(&c, "news") }).await.unwrap();
+    let push = |n: u32| json!({"message_id": format!("m-{n}"), "event_name": "news", "title": format!("t{n}")});
+    w.deps().handle_sqs(sqs(&[("q1", QUEUE, push(1))])).await;
+    assert!(w.gateway.sent_to("rc").is_empty(), "recovering: the replay sends it");
+    // The replay ends its fence at offset 2; offsets up to 2 are its, live ones come after.
+    w.deps().handle_sqs(sqs(&[("q2", QUEUE, push(2))])).await;
+    let head = w.store.stream_head("event:news", 86_400).await.unwrap();
+    assert!(w.store.go_live(FenceOf::Subscription { connection_id: "rc", event_name: "news" }, "event:news", &head, false).await.unwrap());
+    w.deps().handle_sqs(sqs(&[("q3", QUEUE, push(3))])).await;
+    let sent = w.gateway.sent_to("rc");
+    assert_eq!(sent.iter().map(offset_of).collect::<Vec<_>>(), vec![3]);
+    // A user stream's fence is the connection's.
+    let d = Connection {
+        fence: Some(herald::domain::Fence::Recovering),
+        ..Connection::opened("rd", "u2", Api::Notify, Duration::from_secs(3600))
+    };
+    w.store.put_connection(&d).await.unwrap();
+    w.deps().handle_sqs(sqs(&[("q4", QUEUE, json!({"message_id": "d-1", "user_id": "u2", "title": "direct"}))])).await;
+    assert!(w.gateway.sent_to("rd").is_empty());
+    let head = w.store.stream_head("user:u2", 86_400).await.unwrap();
+    w.store.go_live(FenceOf::Connection("rd"), "user:u2", &head, false).await.unwrap();
+    w.deps().handle_sqs(sqs(&[("q5", QUEUE, json!({"message_id": "d-2", "user_id": "u2", "title": "direct"}))])).await;
+    assert_eq!(w.gateway.sent_to("rd").iter().map(offset_of).collect::<Vec<_>>(), vec![2]);
+}

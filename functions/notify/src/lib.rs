@@ -128,6 +128,7 @@ pub fn parse_body(bytes: &[u8], publisher: &str) -> Result<Push, NotifyError> {
         title: either("title", "subject")?,
         body: either("body", "content")?,
         message: obj.get("message").filter(|m| !m.is_null()).cloned(),
+        position: None,
     };
     if push.title.is_none() && push.body.is_none() && push.message.is_none() {
         return Err(bad("nothing to deliver: give message, title or body"));

@@ -6,5 +6,6 @@ async fn main() -> Result<(), Error> {
     let sdk = herald::runtime::sdk_config().await?;
     let store = herald::runtime::dynamo_store(&sdk).await;
     let gateway = herald::runtime::management_gateway(&sdk)?;
-    run(service_fn(|e: LambdaEvent<_>| herald::metrics::emf(herald_subscribe::handle(&store, &gateway, e.payload)))).await
+    let ttl = herald::config::DeliveryConfig::from_lookup(&herald::config::env)?.history_ttl;
+    run(service_fn(|e: LambdaEvent<_>| herald::metrics::emf(herald_subscribe::handle(&store, &gateway, ttl, e.payload)))).await
 }

@@ -103,6 +103,12 @@ create_table "${PREFIX}mailings" \
   --global-secondary-indexes '[{"IndexName":"by_kind","KeySchema":[{"AttributeName":"kind","KeyType":"HASH"},{"AttributeName":"created_key","KeyType":"RANGE"}],"Projection":{"ProjectionType":"ALL"}}]'
 enable_ttl "${PREFIX}mailings" expires_at
 
+# history (HistoryTable)
+create_table "${PREFIX}history" \
+  --attribute-definitions AttributeName=stream,AttributeType=S AttributeName=offset,AttributeType=N \
+  --key-schema AttributeName=stream,KeyType=HASH AttributeName=offset,KeyType=RANGE
+enable_ttl "${PREFIX}history" expires_at
+
 # Queues (infra/template.yaml: NotificationsQueue, FanoutQueue, RedeliveryQueue, PlatformQueue and their dead-letter queues).
 create_queue_with_dlq "${PREFIX}notifications" 360 345600
 create_queue_with_dlq "${PREFIX}fanout" 180 86400

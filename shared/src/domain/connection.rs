@@ -87,6 +87,13 @@ pub struct Connection {
     pub connected_at: i64,
     /// Epoch seconds; the item's TTL.
     pub expires_at: i64,
+    /// The user stream's recovery (`&since=` on connect, CONTRACT §8); `None`: every push is live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<super::Fence>,
+    /// Epoch seconds of the client's last frame (or of the connect): presence counts a connection
+    /// whose last frame is recent, so a lost `$disconnect` does not keep a user online.
+    #[serde(default)]
+    pub last_seen: i64,
 }
 
 impl Connection {
@@ -104,6 +111,8 @@ impl Connection {
             request_id: None,
             connected_at: (at.unix_timestamp_nanos() / 1_000_000) as i64,
             expires_at: super::epoch_secs(at) + ttl.as_secs() as i64,
+            fence: None,
+            last_seen: super::epoch_secs(at),
         }
     }
 }
@@ -119,6 +128,9 @@ pub struct Subscription {
     pub ack_mode: AckMode,
     /// Epoch seconds; the item's TTL (the connection's).
     pub expires_at: i64,
+    /// The event stream's recovery (`since` on subscribe, CONTRACT §8); `None`: every push is live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<super::Fence>,
 }
 
 impl Subscription {
@@ -130,6 +142,7 @@ impl Subscription {
             encoding: connection.encoding,
             ack_mode: connection.ack_mode,
             expires_at: connection.expires_at,
+            fence: None,
         }
     }
 }

@@ -17,6 +17,62 @@ pub struct Push {
     pub body: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<serde_json::Value>,
+    /// Where the push is kept (CONTRACT §8): set by `dispatch` once the push is appended to its
+    /// stream; absent on a push not yet accepted.
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
+}
+
+/// A push's place in its history stream (CONTRACT §8): `"stream"`, `"offset"`, `"epoch"` of the
+/// push frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// `user:<id>` or `event:<name>` ([`Push::stream`]).
+    pub stream: String,
+    /// 1 for a stream's first push, one more for each next one.
+    pub offset: u64,
+    /// Changes only when the stream's history is lost (URL-safe: letters, digits, `-`, `_`).
+    pub epoch: String,
+}
+
+/// A stream's newest offset and its epoch (offset 0: nothing kept yet).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamHead {
+    pub offset: u64,
+    pub epoch: String,
+}
+
+/// Where live pushes of a stream start for a connection (its user stream) or a subscription (its
+/// event's stream) that asked to recover (CONTRACT §8). While `Recovering`, the recovery posts
+/// every push and live delivery skips the target; once `LiveAfter(top)`, the recovery has posted
+/// every push up to `top` and live delivery takes those after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Fence {
+    Recovering,
+    LiveAfter(u64),
+}
+
+impl Fence {
+    /// Whether live delivery sends the push at `offset` (`None`: a push that is not kept).
+    pub fn admits(fence: Option<Fence>, offset: Option<u64>) -> bool {
+        match (fence, offset) {
+            (None, _) | (_, None) => true,
+            (Some(Fence::Recovering), Some(_)) => false,
+            (Some(Fence::LiveAfter(top)), Some(offset)) => offset > top,
+        }
+    }
+
+    /// As stored: -1 while recovering, else the offset live pushes come after.
+    pub fn to_i64(self) -> i64 {
+        match self {
+            Fence::Recovering => -1,
+            Fence::LiveAfter(top) => i64::try_from(top).unwrap_or(i64::MAX),
+        }
+    }
+
+    pub fn from_i64(v: i64) -> Self {
+        u64::try_from(v).map(Fence::LiveAfter).unwrap_or(Fence::Recovering)
+    }
 }
 
 /// Who a push goes to (CONTRACT §4).
@@ -31,6 +87,16 @@ pub enum Audience<'a> {
 }
 
 impl Push {
+    /// The one stream a push is kept in (CONTRACT §8): the user's when it names a user (with or
+    /// without an event), else the event's.
+    pub fn stream(&self) -> Option<String> {
+        match (self.user_id.as_deref(), self.event_name.as_deref()) {
+            (Some(user), _) => Some(user_stream(user)),
+            (None, Some(event)) => Some(event_stream(event)),
+            (None, None) => None,
+        }
+    }
+
     /// The audience, or `None` when the push names neither a user nor an event.
     pub fn audience(&self) -> Option<Audience<'_>> {
         match (self.user_id.as_deref(), self.event_name.as_deref()) {
@@ -87,4 +153,19 @@ pub enum AckOutcome {
     Acked,
     /// No such delivery to this connection.
     Unknown,
+}
+
+/// A user's stream name: `user:<id>`.
+pub fn user_stream(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
+/// An event's stream name: `event:<name>`.
+pub fn event_stream(event_name: &str) -> String {
+    format!("event:{event_name}")
+}
+
+/// A new stream epoch: 16 hex digits of a random UUID (URL-safe).
+pub fn new_epoch() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..16].to_string()
 }

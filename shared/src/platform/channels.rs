@@ -67,6 +67,7 @@ impl ChannelSender for PushSender<'_> {
             title: message.subject.clone(),
             body: Some(message.body.clone()),
             message: None,
+            position: None,
         };
         let body = serde_json::to_string(&push).map_err(|e| SendError::Failed(format!("the push cannot be encoded: {e}")))?;
         self.queue.send(&body).await.map_err(|e| SendError::Unavailable(format!("the notifications queue is unavailable: {e}")))?;

@@ -12,9 +12,46 @@ use crate::gateway::Frame;
 /// text frame, as API Gateway takes no binary frames from clients; raw in a binary frame).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientFrame {
-    Subscribe { event_name: String, user_id: Option<String> },
-    Unsubscribe { event_name: String, user_id: Option<String> },
-    Ack { push_id: String, status: AckStatus },
+    /// `since`: recover the event's stream after this offset (CONTRACT §8).
+    Subscribe {
+        event_name: String,
+        user_id: Option<String>,
+        since: Option<Since>,
+    },
+    Unsubscribe {
+        event_name: String,
+        user_id: Option<String>,
+    },
+    Ack {
+        push_id: String,
+        status: AckStatus,
+    },
+    /// Who is online on an event the connection is subscribed to (CONTRACT §8).
+    Presence {
+        event_name: String,
+    },
+    /// The client is alive: keeps it counted by presence.
+    Heartbeat,
+}
+
+/// The last offset a client saw of a stream, and the stream's epoch then (CONTRACT §8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Since {
+    pub offset: u64,
+    pub epoch: String,
+}
+
+impl Since {
+    /// The connect URL's form: `<offset>:<epoch>`.
+    pub fn parse_query(text: &str) -> Result<Self, String> {
+        let bad = || format!("since must be <offset>:<epoch>, not {:?}", text.chars().take(64).collect::<String>());
+        let (offset, epoch) = text.split_once(':').ok_or_else(bad)?;
+        let offset = offset.parse().map_err(|_| bad())?;
+        if epoch.is_empty() || epoch.len() > 64 {
+            return Err(bad());
+        }
+        Ok(Self { offset, epoch: epoch.to_string() })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,7 +141,23 @@ pub fn parse_text_frame(text: &str) -> Result<ClientFrame, FrameError> {
         Ok((event_name, user_id))
     };
     match kind {
-        "subscribe" => event_and_user().map(|(event_name, user_id)| ClientFrame::Subscribe { event_name, user_id }),
+        "subscribe" => {
+            let (event_name, user_id) = event_and_user()?;
+            let since = match obj.get("since") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(
+                    serde_json::from_value::<Since>(v.clone())
+                        .map_err(|_| FrameError::BadField("\"since\" must be {\"offset\":<integer>,\"epoch\":\"<epoch>\"}".into()))?,
+                ),
+            };
+            Ok(ClientFrame::Subscribe { event_name, user_id, since })
+        }
+        "presence" => {
+            let event_name = string_field("event_name")?;
+            crate::domain::check_name("event_name", &event_name).map_err(|e| FrameError::BadField(e.to_string()))?;
+            Ok(ClientFrame::Presence { event_name })
+        }
+        "heartbeat" => Ok(ClientFrame::Heartbeat),
         "unsubscribe" => event_and_user().map(|(event_name, user_id)| ClientFrame::Unsubscribe { event_name, user_id }),
         "ack" => {
             let push_id = string_field("push_id")?;
@@ -153,14 +206,48 @@ pub fn parse_binary_frame(bytes: &[u8]) -> Result<ClientFrame, FrameError> {
 /// A server frame of the notification API (JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
+// Frames live only while they are encoded: the size of the push variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum ServerFrame {
-    Subscribed { event_name: String },
-    Unsubscribed { event_name: String },
-    Error { code: String, message: String },
+    /// With `offset`, `epoch` and `recovered` when the subscribe asked to recover (CONTRACT §8).
+    Subscribed {
+        event_name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
+    },
+    /// The first frame of a connection opened with `&since=` (CONTRACT §8).
+    Recovered {
+        stream: String,
+        recovered: bool,
+        offset: u64,
+        epoch: String,
+    },
+    /// Who is online on an event (CONTRACT §8).
+    Presence {
+        event_name: String,
+        users: Vec<String>,
+        connections: usize,
+    },
+    Unsubscribed {
+        event_name: String,
+    },
+    Error {
+        code: String,
+        message: String,
+    },
     Push(Push),
 }
 
 impl ServerFrame {
+    /// The plain reply to a subscribe.
+    pub fn subscribed(event_name: impl Into<String>) -> Self {
+        Self::Subscribed { event_name: event_name.into(), offset: None, epoch: None, recovered: None }
+    }
+
     pub fn error(code: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Error { code: code.into(), message: message.into() }
     }
@@ -189,6 +276,9 @@ pub fn push_protobuf(push: &Push) -> Vec<u8> {
         created_at: push.created_at.clone(),
         title: push.title.clone().or_else(|| push.event_name.clone()).unwrap_or_default(),
         body: push.body.clone().or_else(|| push.message.as_ref().map(Value::to_string)).unwrap_or_default(),
+        stream: push.position.as_ref().map(|p| p.stream.clone()).unwrap_or_default(),
+        offset: push.position.as_ref().map(|p| p.offset).unwrap_or_default(),
+        epoch: push.position.as_ref().map(|p| p.epoch.clone()).unwrap_or_default(),
     };
     pb::ServerMessage { server_message: Some(pb::server_message::ServerMessage::PushNotification(notification)) }.encode_to_vec()
 }
@@ -247,13 +337,14 @@ mod tests {
             title: None,
             body: None,
             message: Some(json!({"text": "hi"})),
+            position: None,
         }
     }
 
     #[test]
     fn seed_000_subscribe_frame_parses_with_numeric_user() {
         let f = parse_text_frame(r#"{"type":"subscribe","user_id":1589,"event_name":"notification:test"}"#).unwrap();
-        assert_eq!(f, ClientFrame::Subscribe { event_name: "notification:test".into(), user_id: Some("1589".into()) });
+        assert_eq!(f, ClientFrame::Subscribe { event_name: "notification:test".into(), user_id: Some("1589".into()), since: None });
     }
 
     #[test]

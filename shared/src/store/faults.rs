@@ -293,6 +293,19 @@ admitted!(MailingStore {
     record_job(record: &Notification, from: NotificationStatus, mailing_id: &str, run: &str, done: bool, counts: &[(String, i64)]) -> bool;
 });
 
+admitted!(HistoryStore {
+    stream_head(stream: &str, ttl_secs: i64) -> StreamHead;
+    append_history(stream: &str, key: &str, push: &Push, ttl_secs: i64) -> Position;
+    read_history(stream: &str, epoch: &str, after: u64, limit: usize) -> Vec<Push>;
+    fence(of: FenceOf<'_>) -> Option<Option<Fence>>;
+    go_live(of: FenceOf<'_>, stream: &str, head: &StreamHead, force: bool) -> bool;
+});
+
+admitted!(PresenceStore {
+    touch_connection(connection_id: &str, now: i64) -> ();
+    connections(connection_ids: &[String]) -> Vec<Connection>;
+});
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};

@@ -48,6 +48,134 @@ struct Inner {
     event_claims: HashMap<String, i64>,
     notifications: HashMap<String, Notification>,
     mailings: HashMap<String, Mailing>,
+    /// history stream -> its head and pushes
+    streams: HashMap<String, StreamState>,
+    /// a push's idempotency key -> where it was appended, and when that record expires
+    history_keys: HashMap<String, (Position, i64)>,
+}
+
+struct StreamState {
+    head: StreamHead,
+    expires_at: i64,
+    /// offset -> the push (with its position) and its TTL
+    items: BTreeMap<u64, (Push, i64)>,
+}
+
+impl Inner {
+    /// The stream's live state, a new one (offset 0, a new epoch) when it has none or it expired.
+    fn stream(&mut self, stream: &str, ttl_secs: i64, now: i64) -> &mut StreamState {
+        if self.streams.get(stream).is_some_and(|st| expired(st.expires_at, now)) {
+            self.streams.remove(stream);
+        }
+        self.streams.entry(stream.to_string()).or_insert_with(|| StreamState {
+            head: StreamHead { offset: 0, epoch: crate::domain::new_epoch() },
+            expires_at: now + ttl_secs,
+            items: BTreeMap::new(),
+        })
+    }
+
+    fn fence_of(&mut self, of: FenceOf<'_>, now: i64) -> Option<&mut Option<Fence>> {
+        match of {
+            FenceOf::Connection(id) => {
+                self.expire_connection(id, now);
+                self.connections.get_mut(id).map(|c| &mut c.fence)
+            }
+            FenceOf::Subscription { connection_id, event_name } => {
+                self.expire_subscriptions(connection_id, now);
+                self.subscriptions.get_mut(connection_id).and_then(|m| m.get_mut(event_name)).map(|s| &mut s.fence)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl HistoryStore for MemoryStore {
+    async fn stream_head(&self, stream: &str, ttl_secs: i64) -> StoreResult<StreamHead> {
+        let mut g = self.lock();
+        Ok(g.stream(stream, ttl_secs, epoch_now()).head.clone())
+    }
+
+    async fn append_history(&self, stream: &str, key: &str, push: &Push, ttl_secs: i64) -> StoreResult<Position> {
+        let mut g = self.lock();
+        let now = epoch_now();
+        if let Some((position, expires_at)) = g.history_keys.get(key)
+            && !expired(*expires_at, now)
+        {
+            return Ok(position.clone());
+        }
+        let expires_at = now + ttl_secs;
+        let st = g.stream(stream, ttl_secs, now);
+        let position = Position { stream: stream.to_string(), offset: st.head.offset + 1, epoch: st.head.epoch.clone() };
+        let kept = Push { position: Some(position.clone()), ..push.clone() };
+        check_size("history item", serde_json::to_vec(&kept).map(|v| v.len()).unwrap_or(0))?;
+        st.head.offset = position.offset;
+        st.expires_at = expires_at;
+        st.items.insert(position.offset, (kept, expires_at));
+        g.history_keys.insert(key.to_string(), (position.clone(), expires_at));
+        Ok(position)
+    }
+
+    async fn read_history(&self, stream: &str, epoch: &str, after: u64, limit: usize) -> StoreResult<Vec<Push>> {
+        if limit == 0 {
+            return Err(StoreError::Invalid("limit must be at least 1".into()));
+        }
+        let g = self.lock();
+        let now = epoch_now();
+        let Some(st) = g.streams.get(stream).filter(|st| !expired(st.expires_at, now) && st.head.epoch == epoch) else {
+            return Ok(vec![]);
+        };
+        Ok(st
+            .items
+            .range(after.saturating_add(1)..)
+            .filter(|(_, (_, exp))| !expired(*exp, now))
+            .take(limit)
+            .map(|(_, (p, _))| p.clone())
+            .collect())
+    }
+
+    async fn fence(&self, of: FenceOf<'_>) -> StoreResult<Option<Option<Fence>>> {
+        let mut g = self.lock();
+        Ok(g.fence_of(of, epoch_now()).map(|f| *f))
+    }
+
+    async fn go_live(&self, of: FenceOf<'_>, stream: &str, head: &StreamHead, force: bool) -> StoreResult<bool> {
+        let mut g = self.lock();
+        let now = epoch_now();
+        let current = g.streams.get(stream).filter(|st| !expired(st.expires_at, now)).map(|st| st.head.clone());
+        if !force && current.as_ref() != Some(head) {
+            return Ok(false);
+        }
+        if let Some(fence) = g.fence_of(of, now) {
+            *fence = Some(Fence::LiveAfter(head.offset));
+        }
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl PresenceStore for MemoryStore {
+    async fn touch_connection(&self, connection_id: &str, now: i64) -> StoreResult<()> {
+        let mut g = self.lock();
+        g.expire_connection(connection_id, epoch_now());
+        if let Some(c) = g.connections.get_mut(connection_id) {
+            c.last_seen = c.last_seen.max(now);
+        }
+        Ok(())
+    }
+
+    async fn connections(&self, connection_ids: &[String]) -> StoreResult<Vec<Connection>> {
+        let mut g = self.lock();
+        let now = epoch_now();
+        let mut out = Vec::new();
+        let unique: BTreeSet<&String> = connection_ids.iter().collect();
+        for id in unique {
+            g.expire_connection(id, now);
+            if let Some(c) = g.connections.get(id) {
+                out.push(c.clone());
+            }
+        }
+        Ok(out)
+    }
 }
 
 enum ClaimState {

@@ -17,8 +17,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::domain::{
-    AckOutcome, BatchState, Channel, ChatMessage, Claim, Connection, Conversation, Delivery, EventType, Mailing, MailingStatus, NewMessage,
-    Notification, NotificationFilter, NotificationStatus, Subscription, Template, UnreadCount, UserProfile, pick_for_locale,
+    AckOutcome, BatchState, Channel, ChatMessage, Claim, Connection, Conversation, Delivery, EventType, Fence, Mailing, MailingStatus,
+    NewMessage, Notification, NotificationFilter, NotificationStatus, Position, Push, StreamHead, Subscription, Template, UnreadCount,
+    UserProfile, pick_for_locale,
 };
 pub use error::{StoreError, StoreResult};
 
@@ -102,6 +103,50 @@ pub trait DeliveryStore: Send + Sync {
     /// Records a worker's pass over a batch. A [`BatchState::Done`] batch stays done: a later
     /// `Remaining` is ignored (conditional write). `expires_at`: TTL.
     async fn save_batch(&self, batch_id: &str, state: &BatchState, expires_at: i64) -> StoreResult<()>;
+}
+
+/// What a recovery's fence belongs to: a connection (its user stream) or one of its
+/// subscriptions (the event's stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FenceOf<'a> {
+    Connection(&'a str),
+    Subscription { connection_id: &'a str, event_name: &'a str },
+}
+
+/// History streams (CONTRACT §8): every accepted push kept, with a TTL, in one stream, under
+/// offsets 1, 2, 3… given by a conditional write on the stream's head (contiguous: offset `n`
+/// is readable as soon as the head says `n`), and the fences that keep a recovery's replay and
+/// live delivery apart.
+#[async_trait]
+pub trait HistoryStore: Send + Sync {
+    /// The stream's head; a stream with no head (never used, or its history expired) gets one
+    /// at offset 0 with a new epoch (a conditional write: two callers get the same epoch).
+    /// `ttl_secs`: how long a new head is kept.
+    async fn stream_head(&self, stream: &str, ttl_secs: i64) -> StoreResult<StreamHead>;
+    /// Appends `push` to `stream` under the next offset, once per `key` (the push's idempotency
+    /// key): a second call with the same key returns the first one's position and appends
+    /// nothing. The push and the head are kept `ttl_secs`.
+    async fn append_history(&self, stream: &str, key: &str, push: &Push, ttl_secs: i64) -> StoreResult<Position>;
+    /// Up to `limit` pushes of `stream` in `epoch` with offsets above `after`, oldest first, with
+    /// their positions; expired ones are not returned. A limit of 0 is [`StoreError::Invalid`].
+    async fn read_history(&self, stream: &str, epoch: &str, after: u64, limit: usize) -> StoreResult<Vec<Push>>;
+    /// The fence of a connection or subscription, read consistently: `None` when it does not
+    /// exist, `Some(None)` when it has no fence.
+    async fn fence(&self, of: FenceOf<'_>) -> StoreResult<Option<Option<Fence>>>;
+    /// Sets the fence to `LiveAfter(head.offset)` if the stream's head is still `head` (one
+    /// transaction with a check of the head): `false` (nothing changed) when a push was appended
+    /// meanwhile. With `force`, sets it whatever the head. Nothing to set (it is gone) is `true`.
+    async fn go_live(&self, of: FenceOf<'_>, stream: &str, head: &StreamHead, force: bool) -> StoreResult<bool>;
+}
+
+/// Presence (CONTRACT §8): when each connection's client was last heard from.
+#[async_trait]
+pub trait PresenceStore: Send + Sync {
+    /// Records that the connection's client sent something at `now` (epoch seconds); nothing
+    /// for a connection that is not stored.
+    async fn touch_connection(&self, connection_id: &str, now: i64) -> StoreResult<()>;
+    /// The stored connections among `connection_ids` (any number; strongly consistent reads).
+    async fn connections(&self, connection_ids: &[String]) -> StoreResult<Vec<Connection>>;
 }
 
 #[async_trait]
@@ -276,6 +321,8 @@ pub trait Store:
     + EventTypeStore
     + NotificationStore
     + MailingStore
+    + HistoryStore
+    + PresenceStore
 {
 }
 
@@ -291,6 +338,8 @@ impl<T> Store for T where
         + EventTypeStore
         + NotificationStore
         + MailingStore
+        + HistoryStore
+        + PresenceStore
 {
 }
 

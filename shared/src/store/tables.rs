@@ -70,6 +70,7 @@ pub enum TableId {
     EventTypes,
     Notifications,
     Mailings,
+    History,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +122,10 @@ pub mod attr {
     pub const CREATED_KEY: &str = "created_key";
     /// A mailing's id (or a kept event's).
     pub const MAILING_ID: &str = "mailing_id";
+    /// A history stream (`user:<id>`, `event:<name>`), or a push's idempotency marker (`#key:<key>`).
+    pub const STREAM: &str = "stream";
+    /// A push's offset in its stream; 0 is the stream's head (and a marker's only item).
+    pub const OFFSET: &str = "offset";
 }
 
 pub const BY_USER: &str = "by_user";
@@ -272,6 +277,16 @@ pub const TABLES: &[TableDef] = &[
         range: None,
         // Mailings (not kept events: they carry no `kind`) in one partition by creation time.
         indexes: &[IndexDef { name: BY_KIND, hash: s(attr::KIND), range: Some(s(attr::CREATED_KEY)), projection: Projection::All }],
+        ttl: Some(attr::EXPIRES_AT),
+    },
+    TableDef {
+        id: TableId::History,
+        suffix: "history",
+        logical_id: "HistoryTable",
+        env_var: "HERALD_TABLE_HISTORY",
+        hash: s(attr::STREAM),
+        range: Some(n(attr::OFFSET)),
+        indexes: &[],
         ttl: Some(attr::EXPIRES_AT),
     },
 ];

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::domain::{ChatMessage, Connection, Conversation, Delivery, Subscription};
+use crate::domain::{ChatMessage, Connection, Conversation, Delivery, Fence, Subscription};
 use crate::store::tables::attr;
 use crate::store::{StoreError, StoreResult, event_shard, event_shard_key, user_event_key};
 
@@ -73,6 +73,10 @@ pub(crate) mod name {
     // History records.
     pub const REASON: &str = "reason";
     pub const HELD_UNTIL: &str = "held_until";
+    /// A recovery's fence ([`Fence::to_i64`](crate::domain::Fence::to_i64)) on a connection or
+    /// subscription, and a connection's last frame (epoch seconds).
+    pub const FENCE: &str = "fence";
+    pub const LAST_SEEN: &str = "last_seen";
 }
 
 pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
@@ -111,6 +115,14 @@ pub(crate) fn get_n<T: FromStr>(item: &Item, name: &str) -> StoreResult<T> {
     match item.get(name) {
         Some(AttributeValue::N(v)) => v.parse().map_err(|_| corrupt(name, "a number of the expected range")),
         _ => Err(corrupt(name, "a number")),
+    }
+}
+
+/// An optional number attribute: absent is `None`, another type is corrupt.
+pub(crate) fn get_opt_n<T: FromStr>(item: &Item, name: &str) -> StoreResult<Option<T>> {
+    match item.get(name) {
+        None | Some(AttributeValue::Null(true)) => Ok(None),
+        Some(_) => get_n(item, name).map(Some),
     }
 }
 
@@ -231,9 +243,13 @@ impl ToItem for Connection {
             (name::ADMIN, AttributeValue::Bool(self.admin)),
             (name::CONNECTED_AT, n(self.connected_at)),
             (attr::EXPIRES_AT, n(self.expires_at)),
+            (name::LAST_SEEN, n(self.last_seen)),
         ]);
         if let Some(r) = &self.request_id {
             item.insert(name::REQUEST_ID.into(), s(r.as_str()));
+        }
+        if let Some(f) = self.fence {
+            item.insert(name::FENCE.into(), n(f.to_i64()));
         }
         item
     }
@@ -251,13 +267,15 @@ impl FromItem for Connection {
             request_id: get_opt_s(item, name::REQUEST_ID)?,
             connected_at: get_n(item, name::CONNECTED_AT)?,
             expires_at: get_n(item, attr::EXPIRES_AT)?,
+            fence: get_opt_n::<i64>(item, name::FENCE)?.map(Fence::from_i64),
+            last_seen: get_opt_n(item, name::LAST_SEEN)?.unwrap_or_default(),
         })
     }
 }
 
 impl ToItem for Subscription {
     fn to_item(&self) -> Item {
-        key([
+        let mut item = key([
             (attr::CONNECTION_ID, s(self.connection_id.as_str())),
             (attr::EVENT_NAME, s(self.event_name.as_str())),
             (attr::USER_ID, s(self.user_id.as_str())),
@@ -266,7 +284,11 @@ impl ToItem for Subscription {
             (name::ENCODING, enum_s(&self.encoding)),
             (name::ACK_MODE, enum_s(&self.ack_mode)),
             (attr::EXPIRES_AT, n(self.expires_at)),
-        ])
+        ]);
+        if let Some(f) = self.fence {
+            item.insert(name::FENCE.into(), n(f.to_i64()));
+        }
+        item
     }
 }
 
@@ -279,6 +301,7 @@ impl FromItem for Subscription {
             encoding: get_enum(item, name::ENCODING)?,
             ack_mode: get_enum(item, name::ACK_MODE)?,
             expires_at: get_n(item, attr::EXPIRES_AT)?,
+            fence: get_opt_n::<i64>(item, name::FENCE)?.map(Fence::from_i64),
         })
     }
 }
@@ -394,6 +417,8 @@ mod tests {
             request_id: Some("r".into()),
             connected_at: 1_700_000_000_000,
             expires_at: 1_700_000_000,
+            fence: Some(Fence::LiveAfter(7)),
+            last_seen: 1_700_000_001,
         };
         assert_eq!(Connection::from_item(&c.to_item()).unwrap(), c);
         let d = Delivery {
@@ -420,6 +445,7 @@ mod tests {
             encoding: Encoding::Json,
             ack_mode: AckMode::None,
             expires_at: 1,
+            fence: None,
         }
         .to_item();
         item.insert(name::ENCODING.into(), n(1));

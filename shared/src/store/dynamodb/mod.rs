@@ -17,6 +17,7 @@ mod conversations;
 mod deliveries;
 mod error;
 mod event_types;
+mod history;
 mod item;
 mod mailings;
 mod members;
