@@ -274,3 +274,47 @@ pub async fn recover_connection<S: HistoryStore + crate::store::ConnectionStore 
         .run(job.after, job.head.clone())
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Push;
+    use crate::store::memory::MemoryStore;
+
+    fn push(i: u64) -> Push {
+        Push {
+            id: format!("p{i}"),
+            created_at: "2026-12-07T00:00:00Z".into(),
+            user_id: None,
+            event_name: Some("e".into()),
+            title: None,
+            body: None,
+            message: None,
+            position: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn recoverable_only_within_1000_of_the_top_in_the_same_epoch() {
+        let store = MemoryStore::new();
+        for i in 1..=1002 {
+            store.append_history("event:e", &format!("k{i}"), &push(i), 3600).await.unwrap();
+        }
+        let head = store.stream_head("event:e", 3600).await.unwrap();
+        let since = |offset: u64, epoch: &str| Since { offset, epoch: epoch.to_string() };
+        assert!(recoverable(&store, "event:e", &head, &since(2, &head.epoch)).await.unwrap(), "exactly 1000 behind");
+        assert!(!recoverable(&store, "event:e", &head, &since(1, &head.epoch)).await.unwrap(), "1001 behind");
+        assert!(recoverable(&store, "event:e", &head, &since(1002, &head.epoch)).await.unwrap(), "nothing missed");
+        assert!(!recoverable(&store, "event:e", &head, &since(1003, &head.epoch)).await.unwrap(), "ahead of the top");
+        assert!(!recoverable(&store, "event:e", &head, &since(1000, "other")).await.unwrap(), "another epoch");
+    }
+
+    #[test]
+    fn silence_past_the_timeout_is_offline() {
+        let mut c = Connection::opened("c", "u", crate::domain::Api::Notify, Duration::from_secs(60));
+        let now = c.last_seen;
+        assert!(is_live(&c, now + 90, Duration::from_secs(90)));
+        c.connected_at -= 10_000_000;
+        assert!(!is_live(&c, now + 91, Duration::from_secs(90)));
+    }
+}

@@ -2,10 +2,10 @@
 //
 //   node tests/browser/clients_doc.mjs SPEC.json
 //
-// SPEC: {"url": <the page to open>, "pages": [{"name", "snippet", "token", "chat_token", "sid"}]}.
+// SPEC: {"url": <the page to open>, "pages": [{"name", "snippet", "token", "chat_token", "sid", "user_id"?}]}.
 // Each page opens `url` and runs its `snippet` (the doc's text, its URLs pointed at the server
 // under test) as a module script, after the doc's placeholders: `getAccessToken()` answers `token`,
-// `chatToken` and `sid` are given, and `show`, `render` and `scheduleReconnect` report their calls.
+// `chatToken`, `sid` and `userId` are given, and `show`, `render` and `scheduleReconnect` report their calls.
 // Every WebSocket the page opens reports what it sends and receives. Each report is one JSON line
 // on stdout, `{"page": <name>, "kind": …}`; `{"kind":"ready"}` once every page runs its snippet.
 // The browser closes when stdin ends; then `{"kind":"closed"}` and exit 0.
@@ -47,6 +47,7 @@ function placeholders(p) {
     `const getAccessToken = async () => ${JSON.stringify(p.token)};`,
     `const chatToken = ${JSON.stringify(p.chat_token)};`,
     `const sid = ${JSON.stringify(p.sid)};`,
+    `const userId = ${JSON.stringify(p.user_id ?? null)};`,
     `const show = (title, body) => window.__report({ kind: "show", title, body });`,
     `const render = (result) => window.__report({ kind: "render", result });`,
     `const scheduleReconnect = (code) => window.__report({ kind: "reconnect", code });`,

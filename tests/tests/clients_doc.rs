@@ -3,6 +3,8 @@
 //! (herald-local's address for the example hosts, tokens for `<JWT>` / `getAccessToken()`, and
 //! `show`, `render`, `scheduleReconnect`, `sid`, `chatToken` in the browser).
 //!
+//! - the reconnecting snippet ("History and recovery") in Chromium too: dropped by the server, it
+//!   comes back with its place in both streams and shows what it missed once each, in order;
 //! - the browser snippet in a real headless Chromium (`tests/browser/clients_doc.mjs`): a plain
 //!   connection shows a push and never gets an error frame; an `?ack=required` one acks, so the
 //!   push is not sent again; the chat part gets its conversation list and renders a message;
@@ -400,6 +402,61 @@ async fn python_protobuf_snippet_prints_and_acks_pushes() {
 }
 
 /// A fresh directory under the system's temp dir, removed on drop.
+#[tokio::test]
+async fn reconnecting_snippet_recovers_what_it_missed_once_each() {
+    let Some(chromium) = chromium_or_skip("reconnecting_snippet_recovers_what_it_missed_once_each") else {
+        return;
+    };
+    let server = spawn_app(On::Embedded).await;
+    let snippet = pointed_at(&fence(&doc(), "History and recovery", "js", "localStorage"), &server);
+    let spec = json!({
+        "url": server.url("/health"),
+        "pages": [{"name": "recover", "snippet": snippet, "token": user_token("b-rec"), "chat_token": "", "sid": "", "user_id": "b-rec"}],
+    });
+    let dir = TempDir::new();
+    let spec_path = dir.path.join("spec.json");
+    std::fs::write(&spec_path, spec.to_string()).expect("write the spec");
+    let mut browser = NodeScript::start("clients_doc.mjs", &[spec_path.to_str().expect("a UTF-8 path")], &chromium);
+    let shown = |title: &'static str| move |e: &Value| e["page"] == "recover" && e["kind"] == "show" && e["title"] == title;
+    browser.until("subscribed", frame_on("recover", true, |f| f["type"] == "subscribed")).await;
+    publish(&server, json!({"event_name":"notification:test","title":"e1"})).await;
+    publish(&server, json!({"user_id":"b-rec","title":"d1"})).await;
+    browser.until("e1", shown("e1")).await;
+    browser.until("d1", shown("d1")).await;
+
+    // The server drops the connection; while the page waits to reconnect, three pushes miss it.
+    let ids = connection_ids(&server, "b-rec").await;
+    assert_eq!(ids.len(), 1);
+    assert_eq!(http_call(&server, "DELETE", &format!("/@connections/{}", ids[0]), None, None).await.0, 204);
+    publish(&server, json!({"event_name":"notification:test","title":"e2"})).await;
+    publish(&server, json!({"user_id":"b-rec","title":"d2"})).await;
+    publish(&server, json!({"event_name":"notification:test","title":"e3"})).await;
+    browser.until("e3", shown("e3")).await;
+    browser.until("d2", shown("d2")).await;
+    publish(&server, json!({"event_name":"notification:test","title":"e4"})).await;
+    browser.until("e4", shown("e4")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = browser.finish().await;
+
+    let page = Page::of(&events, "recover");
+    let dump = page.dump();
+    assert!(page.kind("pageerror").is_empty(), "the snippet threw:\n{dump}");
+    let titles: Vec<&str> = page.kind("show").iter().map(|s| s["title"].as_str().unwrap_or_default()).collect();
+    let events_shown: Vec<&str> = titles.iter().copied().filter(|t| t.starts_with('e')).collect();
+    let direct_shown: Vec<&str> = titles.iter().copied().filter(|t| t.starts_with('d')).collect();
+    assert_eq!(events_shown, ["e1", "e2", "e3", "e4"], "each once, in order:\n{dump}");
+    assert_eq!(direct_shown, ["d1", "d2"], "each once, in order:\n{dump}");
+    // It came back through recovery, not by luck: its place in both streams, and both recovered.
+    let opened = page.kind("open");
+    assert_eq!(opened.len(), 2, "{dump}");
+    assert!(opened[1]["url"].as_str().unwrap_or_default().contains("since=1:"), "the user stream's place in the URL:\n{dump}");
+    let sent = page.frames("sent", true);
+    assert!(sent.iter().any(|f| f["type"] == "subscribe" && f["since"]["offset"] == 1), "the event stream's place:\n{dump}");
+    let received = page.frames("frame", true);
+    assert!(received.iter().any(|f| f["type"] == "recovered" && f["recovered"] == true), "{dump}");
+    assert!(received.iter().any(|f| f["type"] == "subscribed" && f["recovered"] == true), "{dump}");
+}
+
 struct TempDir {
     path: PathBuf,
 }
