@@ -218,8 +218,12 @@ async fn send_at_is_honoured(on: On) {
     let (status, reply) = call(&server, "POST", "/events", Some(&publisher()), Some(body)).await;
     assert_eq!(status, 202, "{reply}");
     tokio::time::sleep(due.saturating_duration_since(Instant::now()).saturating_sub(Duration::from_millis(300))).await;
-    assert!(sent_email(&server).await.is_empty(), "sent before its send_at");
-    assert!(history(&server, &format!("event_id={}", reply["id"].as_str().unwrap())).await.is_empty());
+    // What a look finds counts as early only if the look ended before the send_at: a test woken
+    // late on a loaded machine may look after it.
+    let (mail, history_now) = (sent_email(&server).await, history(&server, &format!("event_id={}", reply["id"].as_str().unwrap())).await);
+    if Instant::now() < due {
+        assert!(mail.is_empty() && history_now.is_empty(), "sent before its send_at: {mail:?} {history_now:?}");
+    }
     let (mail, came) = until_outbox(&server, 1, Duration::from_secs(5)).await;
     assert!(came >= due, "sent {:?} early", due - came);
     assert!(came.duration_since(due) <= Duration::from_secs(1), "sent {:?} after its send_at", came.duration_since(due));
@@ -234,7 +238,10 @@ async fn send_at_is_honoured(on: On) {
     .await;
     assert_eq!((m["status"].as_str(), &m["next_runs"]), (Some("scheduled"), &json!([at])), "{m}");
     tokio::time::sleep(due.saturating_duration_since(Instant::now()).saturating_sub(Duration::from_millis(300))).await;
-    assert_eq!(mailing(&server, m["id"].as_str().unwrap()).await["status"], "scheduled");
+    let status = mailing(&server, m["id"].as_str().unwrap()).await["status"].clone();
+    if Instant::now() < due {
+        assert_eq!(status, "scheduled", "sent before its send_at");
+    }
     let (_, came) = until_outbox(&server, 2, Duration::from_secs(5)).await;
     assert!(came >= due && came.duration_since(due) <= Duration::from_secs(1), "{:?}", came.checked_duration_since(due));
     until_status(&server, m["id"].as_str().unwrap(), "sent", Duration::from_secs(5)).await;
