@@ -10,6 +10,8 @@
 //! - `fanout-cloud`: one event with 100,000 subscribers through the coordinator and the delivery
 //!   workers, the management API stood in with a 20 ms round trip;
 //! - `reliability`: 1,000 clients and 100,000 deliveries under `--faults`: lost, duplicates, drain time;
+//! - `kafka`: herald-local's Kafka poller from a tansu broker to 1,000 WebSocket users: records/s
+//!   for 100,000 records, and end-to-end p50/p99 from produce to receive at 1,000 records/s;
 //! - `cost`: DynamoDB operations per push in a large fan-out, counted by an SDK interceptor;
 //! - `fuzz`: every parser of outside bytes fuzzed for a time budget (see `herald_bench::fuzz`),
 //!   with the cases tried and the failures per target.
@@ -20,6 +22,7 @@ mod cloud;
 mod common;
 mod cost;
 mod fanout;
+mod kafka;
 mod memory;
 mod minimal;
 mod reliability;
@@ -107,6 +110,21 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// herald-local's Kafka poller (--kafka) from a tansu broker (HERALD_TEST_TANSU) to live
+    /// WebSocket users: throughput, then end-to-end latency at a paced rate.
+    Kafka {
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        /// Records of the throughput run.
+        #[arg(long, default_value_t = 100_000)]
+        records: usize,
+        /// The paced run's records per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// The paced run's length.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// DynamoDB reads and writes per push in a large fan-out (DynamoDB Local).
     Cost {
         #[arg(long, default_value_t = 10_000)]
@@ -150,6 +168,7 @@ fn main() -> ExitCode {
                     Command::Memory { connections, bin } => memory::run(connections, bin).await,
                     Command::Fanout { connections, publishes, rate, server } => fanout::run(connections, publishes, rate, server).await,
                     Command::Cost { subscribers } => cost::run(subscribers).await,
+                    Command::Kafka { users, records, rate, seconds } => kafka::run(users, records, rate, seconds).await,
                     Command::Reliability { seed } => reliability::run(seed).await,
                     Command::FanoutCloud { subscribers, rtt_ms, workers } => cloud::run(subscribers, rtt_ms, workers).await,
                     Command::FanoutSdk { .. } | Command::Fuzz { .. } => unreachable!("handled above"),
