@@ -203,25 +203,32 @@ async fn a_restart_mid_stream_resumes_from_the_committed_offsets() {
         );
     }
     // A new herald-local (a fresh store: nothing remembers what the first pushed) resumes from the
-    // committed offsets: it dispatches exactly what was not committed, no more (nothing committed
-    // is sent again) and no less (nothing is lost).
-    let before = herald::metrics::value(herald::metrics::Counter::PushesDispatched);
-    let second = herald(&broker.addr, KafkaStart::Earliest).await;
-    let until = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let now = broker.committed(TOPIC, &[0, 1]).await;
-        if now.values().all(|&o| o == PER_PARTITION as i64) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < until, "the second herald-local did not commit everything: {now:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let dispatched = herald::metrics::value(herald::metrics::Counter::PushesDispatched) - before;
-    assert_eq!(dispatched as i64, total - committed_sum, "committed {committed:?}");
-    // And it goes on with what comes next, to a connection of its own.
+    // committed offsets. Its poller is started once the user's connection is open (the very task
+    // `--kafka` spawns, `herald_local::kafka::run`), so the connection sees everything it
+    // dispatches: exactly the records from the committed offsets on, each once and in order, no
+    // more (nothing committed is sent again) and no less (nothing is lost).
+    let second = spawn_with(On::Embedded, |_| {}).await;
     let mut ws = notify_client(&second, "u", "").await;
-    broker.produce(TOPIC, 0, &[notify("u", "later", "later")]).await;
-    assert_eq!(next_title(&mut ws, Duration::from_secs(10)).await.as_deref(), Some("later"));
+    let status = std::sync::Arc::new(herald_local::kafka::KafkaStatus::default());
+    let kafka = KafkaOptions { bootstrap: broker.addr.clone(), topic: TOPIC.into(), start: KafkaStart::Earliest };
+    let poller = tokio::spawn(herald_local::kafka::run(kafka, std::sync::Arc::downgrade(&second.app.handlers), status));
+    let mut resumed: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for _ in 0..(total - committed_sum) {
+        let title = next_title(&mut ws, Duration::from_secs(30)).await.expect("the rest arrives");
+        let (p, i) = title.split_once(':').unwrap();
+        resumed.entry(p.parse().unwrap()).or_default().push(i.parse().unwrap());
+    }
+    assert_silent(&mut ws, QUIET).await;
+    for (p, &offset) in &committed {
+        let expected: Vec<i64> = (offset.max(0)..PER_PARTITION as i64).collect();
+        assert_eq!(resumed.get(p).cloned().unwrap_or_default(), expected, "partition {p} resumed at the committed offset {offset}");
+    }
+    // It commits everything.
+    herald_tests::local::eventually("the second herald-local commits everything", || async {
+        broker.committed(TOPIC, &[0, 1]).await.values().all(|&o| o == PER_PARTITION as i64)
+    })
+    .await;
+    poller.abort();
 }
 
 #[tokio::test]
