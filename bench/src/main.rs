@@ -15,6 +15,8 @@
 //! - `mailing`: a mailing to 100,000 users (email + push) through the platform worker: jobs/s,
 //!   time to the last history record, peak memory, render µs per message, and on DynamoDB Local
 //!   the requests per recipient with their AWS cost per million notifications;
+//! - `kafka`: herald-local's Kafka poller from a tansu broker to 1,000 WebSocket users: records/s
+//!   for 100,000 records, and end-to-end p50/p99 from produce to receive at 1,000 records/s;
 //! - `fuzz`: every parser of outside bytes fuzzed for a time budget (see `herald_bench::fuzz`),
 //!   with the cases tried and the failures per target.
 //!
@@ -24,6 +26,7 @@ mod cloud;
 mod common;
 mod cost;
 mod fanout;
+mod kafka;
 mod mailing;
 mod memory;
 mod minimal;
@@ -127,6 +130,21 @@ enum Command {
         #[arg(long, value_enum, default_value_t = BenchBackend::Embedded)]
         backend: BenchBackend,
     },
+    /// herald-local's Kafka poller (--kafka) from a tansu broker (HERALD_TEST_TANSU) to live
+    /// WebSocket users: throughput, then end-to-end latency at a paced rate.
+    Kafka {
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        /// Records of the throughput run.
+        #[arg(long, default_value_t = 100_000)]
+        records: usize,
+        /// The paced run's records per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// The paced run's length.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// DynamoDB reads and writes per push in a large fan-out (DynamoDB Local).
     Cost {
         #[arg(long, default_value_t = 10_000)]
@@ -184,6 +202,7 @@ fn main() -> ExitCode {
                     Command::Recovery { clients, behind, fanout_clients, pushes, backend } => {
                         recovery::run(clients, behind, fanout_clients, pushes, backend).await
                     }
+                    Command::Kafka { users, records, rate, seconds } => kafka::run(users, records, rate, seconds).await,
                     Command::Reliability { seed } => reliability::run(seed).await,
                     Command::FanoutCloud { subscribers, rtt_ms, workers } => cloud::run(subscribers, rtt_ms, workers).await,
                     Command::FanoutSdk { .. } | Command::Fuzz { .. } => unreachable!("handled above"),

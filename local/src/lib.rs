@@ -4,6 +4,7 @@
 mod admin;
 pub mod faults;
 pub mod functions;
+pub mod kafka;
 mod management;
 pub mod metrics;
 pub mod queue;
@@ -101,6 +102,9 @@ pub struct Options {
     /// from the auth service (CONTRACT §9, "Users").
     pub user_info_url: Option<String>,
     pub user_info_token: Option<String>,
+    /// `--kafka <host:port>`: consume topic `notification.send` from this broker (CONTRACT §4,
+    /// "Kafka locally"); off when `None`.
+    pub kafka: Option<kafka::KafkaOptions>,
 }
 
 impl Options {
@@ -150,6 +154,7 @@ impl Options {
             cors_origins: cors_origins(get)?,
             user_info_url: get(herald::platform::user_info::URL_VAR),
             user_info_token: get(herald::platform::user_info::TOKEN_VAR),
+            kafka: None,
         })
     }
 }
@@ -287,6 +292,8 @@ pub struct App {
     connect_limiter: Option<RateLimiter>,
     /// The claims of a development sign-in on the admin page, when it is offered (`admin`).
     dev_claims: Option<serde_json::Value>,
+    /// With `--kafka`: whether the poller is positioned on every partition (`GET /health`).
+    pub kafka: Option<Arc<kafka::KafkaStatus>>,
 }
 
 /// A per-second quota of new connections, as API Gateway's account quota.
@@ -548,6 +555,12 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         FANOUT_WORKERS,
         faults.consumer(consumer(&handlers, |h, event| async move { h.deliver(event).await })),
     ));
+    // The Kafka event source mapping (`--kafka`): topic `notification.send` into `dispatch`.
+    let kafka_status = options.kafka.as_ref().map(|k| {
+        let status = Arc::new(kafka::KafkaStatus::default());
+        pollers.push(tokio::spawn(kafka::run(k.clone(), Arc::downgrade(&handlers), status.clone())));
+        status
+    });
     let addr = format!("{}:{}", options.host, options.port);
     let listener = bind(&addr).await.map_err(|source| StartError::Bind { addr: addr.clone(), source })?;
     let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
@@ -563,6 +576,7 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         cors_origins: options.cors_origins.clone(),
         connect_limiter: options.connect_rate.map(|r| RateLimiter { per_second: u64::from(r), window: AtomicU64::new(0) }),
         dev_claims: admin::dev_claims(&options.auth),
+        kafka: kafka_status,
     });
     let router = Router::new()
         .route("/health", get(health))
@@ -657,9 +671,20 @@ where
 
 type BoxedIds = std::pin::Pin<Box<dyn std::future::Future<Output = Vec<String>> + Send>>;
 
-/// `GET /health`: 200 once serving, with the faults injected so far (`{}` without `--faults`).
-async fn health(axum::extract::State(app): axum::extract::State<Arc<App>>) -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"status": "ok", "faults": app.faults.counts()}))
+/// `GET /health`: 200 once serving, with the faults injected so far (`{}` without `--faults`);
+/// with `--kafka`, 503 (`"status":"starting"`) until the poller is positioned on every partition
+/// (CONTRACT §4), and `"kafka":{"positioned":…}` in the body.
+async fn health(axum::extract::State(app): axum::extract::State<Arc<App>>) -> axum::response::Response {
+    let mut body = serde_json::json!({"status": "ok", "faults": app.faults.counts()});
+    let Some(kafka) = &app.kafka else { return axum::Json(body).into_response() };
+    let positioned = kafka.positioned();
+    body["kafka"] = serde_json::json!({"positioned": positioned});
+    if positioned {
+        axum::Json(body).into_response()
+    } else {
+        body["status"] = "starting".into();
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+    }
 }
 
 /// `POST /notify`: the HTTP API's event, handed to the `notify` function.

@@ -31,6 +31,17 @@ struct Cli {
     /// Seed of the fault draws (an unsigned integer): the same seed repeats a run's faults.
     #[arg(long, env = "HERALD_FAULTS_SEED", value_name = "N")]
     faults_seed: Option<String>,
+    /// Consume Kafka topic `notification.send` from this broker (host:port), as Lambda's Kafka
+    /// event source does: batches into dispatch, offsets committed under group `herald-local`.
+    #[arg(long, env = "HERALD_KAFKA", value_name = "HOST:PORT")]
+    kafka: Option<String>,
+    /// The topic --kafka consumes.
+    #[arg(long, env = "HERALD_KAFKA_TOPIC", default_value = herald_local::kafka::DEFAULT_TOPIC)]
+    kafka_topic: String,
+    /// Where a partition starts when group `herald-local` has no committed offset on it:
+    /// earliest (the whole backlog) or latest (skip the backlog).
+    #[arg(long, value_enum, default_value_t = herald_local::kafka::KafkaStart::Earliest)]
+    kafka_start: herald_local::kafka::KafkaStart,
 }
 
 /// `--faults-seed`: an unsigned integer.
@@ -166,7 +177,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         let named = vec![("sub", user), ("request_id", request_id), ("admin_id", admin_id), ("role", role)];
         return print_token(TokenRequest { named, publisher, claims, ttl: if expired { -3600 } else { ttl } });
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // rskafka logs every retry of an unreachable broker; the Kafka poller reports that itself, once.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rskafka=error".into());
     // Colour only for a terminal: piped or redirected logs stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).init();
@@ -176,6 +188,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     options.backend = cli.backend;
     options.create_resources = cli.create_resources;
     options.connect_rate = cli.connect_rate;
+    options.kafka =
+        cli.kafka.map(|bootstrap| herald_local::kafka::KafkaOptions { bootstrap, topic: cli.kafka_topic, start: cli.kafka_start });
+    let kafka = options.kafka.clone();
     if let Some(faults) = parse_arg(&matches, "faults", "HERALD_FAULTS", cli.faults.as_deref()) {
         options.faults = faults;
     }
@@ -205,6 +220,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     println!("  chat           ws://{a}/ws?sid=<participant>   (Sec-WebSocket-Protocol: access_token, <JWT>)");
     println!("  management     http://{a}/@connections/<id>");
     println!("  health         http://{a}/health");
+    if let Some(k) = kafka {
+        println!("  kafka          {} topic {} (group {})", k.bootstrap, k.topic, herald_local::kafka::GROUP);
+        println!("                 dead letters: logged with topic, partition and offset; counted in /metrics (herald_dead_letters)");
+    }
     println!("a development token:  TOKEN=$(cargo run -q --release -p herald-local -- token --user 42)");
     println!("then:                 wscat -c \"ws://{a}/api/v1/notify/ws?token=$TOKEN\"");
     println!("publish:              POST http://{a}/notify with a token from `token --user svc --publisher`");

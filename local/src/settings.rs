@@ -73,6 +73,8 @@ pub const SETTINGS: &[Setting] = &[
     s("HERALD_CORS_ORIGINS", "", Local, "browser origins allowed to POST /notify, comma-separated, * for any (the template's CorsOrigins)"),
     s("HERALD_FAULTS", "", Local, "fault injection, name=rate,… (--faults; testing only)"),
     s("HERALD_FAULTS_SEED", "random, logged", Local, "seed of the fault draws (--faults-seed)"),
+    s("HERALD_KAFKA", "", Local, "a Kafka broker (host:port) whose topic herald-local consumes into dispatch (--kafka)"),
+    s("HERALD_KAFKA_TOPIC", "notification.send", Local, "the topic --kafka consumes (--kafka-topic)"),
     s("HERALD_QUEUE_URL", "", Lambda, "the notifications queue (notify)"),
     s("HERALD_FANOUT_QUEUE_URL", "", Lambda, "the fan-out queue (dispatch)"),
     s("HERALD_DEAD_LETTER_QUEUE_URL", "", Lambda, "where dispatch sets aside undeliverable messages"),

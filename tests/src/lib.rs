@@ -2,4 +2,5 @@
 
 pub mod browser;
 pub mod dynamo;
+pub mod kafka;
 pub mod local;
