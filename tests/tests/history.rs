@@ -133,6 +133,7 @@ async fn a_wrong_epoch_or_a_too_old_offset_is_not_recovered(on: On) {
     let epoch = seen[0]["epoch"].as_str().unwrap().to_string();
     drop(ws);
     broadcast(&server, 4, 2).await;
+    let fifth = tokio::time::Instant::now();
     assert_eq!(seqs(&pushes(&mut witness, 5).await).len(), 5);
 
     // Another epoch: not recovered, nothing replayed.
@@ -148,12 +149,14 @@ async fn a_wrong_epoch_or_a_too_old_offset_is_not_recovered(on: On) {
     assert_eq!(seqs(&pushes(&mut right, 2).await), vec![4, 5]);
 
     // Older than the TTL (5 s here): not recovered. Offsets 1 to 5 expire; a push in between
-    // keeps the stream (and its epoch) alive.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // keeps the stream (and its epoch) alive. Expiry is kept in whole seconds, so an item lives
+    // 4 to 6 s: offset 6 goes 4 s after offset 5 and the late look comes 6.8 s after it, when
+    // 4 and 5 are gone (at most 6 s) and 6 is not (at least 4 s; it is 2.8 s old).
+    tokio::time::sleep_until(fifth + Duration::from_millis(4000)).await;
     broadcast(&server, 6, 1).await;
     until_offset(&server, "event:scores", 6).await;
     assert_eq!(seqs(&pushes(&mut right, 1).await), vec![6]);
-    tokio::time::sleep(Duration::from_millis(1900)).await;
+    tokio::time::sleep_until(fifth + Duration::from_millis(6800)).await;
     let mut late = notify_client(&server, "42", "").await;
     let reply = request(&mut late, json!({"type":"subscribe","event_name":EVENT,"since":{"offset":3,"epoch":epoch}})).await;
     assert_eq!(reply["recovered"], false, "{reply}");
