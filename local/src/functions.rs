@@ -171,6 +171,7 @@ impl Handlers {
             queue: &*self.platform,
             scheduler: &*self.scheduler,
             user_info: self.user_info.as_ref(),
+            caller_token: None,
         };
         herald_platform_worker::handle_sqs(&planner, event).await.batch_item_failures.into_iter().map(|f| f.item_identifier).collect()
     }

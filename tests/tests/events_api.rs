@@ -2,11 +2,13 @@
 //! WebSocket clients against herald-local, on the embedded backend and on DynamoDB Local,
 //! through the same `platform-events` and `platform-admin` handlers the cloud runs.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use herald_local::Server;
 use herald_tests::local::{
-    On, admin_token, assert_silent, http_call, next_json, notify_client, publisher, sent_email, sent_sms, spawn_app, token, user_token,
+    On, admin_token, assert_silent, http_call, next_json, notify_client, publisher, send_json, sent_email, sent_sms, spawn_app, spawn_with,
+    token, user_token,
 };
 use herald_tests::on_both;
 use serde_json::{Value, json};
@@ -382,7 +384,142 @@ async fn a_refusing_provider_is_recorded_as_failed() {
     assert!(sent_email(&server).await.is_empty());
 }
 
+/// Polls `GET /notifications?<query>` until `done` holds for its items (within 5 s).
+async fn until_history(server: &Server, query: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        let got = items(&history(server, query).await);
+        if done(&got) {
+            return got;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{query}: still {got:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn status_of<'a>(records: &'a [Value], user: &str) -> Option<&'a str> {
+    records.iter().find(|r| r["user_id"] == user).and_then(|r| r["status"].as_str())
+}
+
+/// A push notification acked by its user's connection is `acked` in the history, and its
+/// mailing's counts move from push `sent` to push `acked` (CONTRACT §9). A push no one acked (a
+/// connection not in ack mode) stays `sent`; another user's ack of it is refused and moves
+/// nothing; an ack sent again moves nothing more.
+async fn an_acked_push_is_recorded_acked(on: On) {
+    let server = spawn_app(on).await;
+    admin_ok(&server, "POST", "/templates", json!({"name":"ping","channel":"push","subject":"Ping","body":"{{ data.n }}"})).await;
+    let mut ann = notify_client(&server, "ann", "&ack=required").await;
+    let mut bob = notify_client(&server, "bob", "").await;
+    let mut eve = notify_client(&server, "eve", "&ack=required").await;
+    let body = json!({"name":"p","template":"ping","channels":["push"],"audience":{"users":["ann","bob"]},"data":{"n":"1"}});
+    let m = admin_ok(&server, "POST", "/mailings", body).await;
+    let (id, query) = (m["id"].as_str().unwrap().to_string(), format!("mailing_id={}", m["id"].as_str().unwrap()));
+    let push = next_json(&mut ann).await;
+    assert_eq!((push["title"].as_str(), push["body"].as_str()), (Some("Ping"), Some("1")), "{push}");
+    let bobs = next_json(&mut bob).await;
+    assert_eq!(bobs["body"], "1", "{bobs}");
+    assert_ne!(bobs["id"], push["id"], "one notification per user");
+    let ack = json!({"type":"ack","push_id":push["id"],"status":"ack"});
+
+    // Someone else's ack: refused, nothing moves.
+    send_json(&mut eve, ack.clone()).await;
+    let reply = next_json(&mut eve).await;
+    assert_eq!(reply["code"], "unknown_push", "{reply}");
+    let records = until_history(&server, &query, |r| r.len() == 2 && r.iter().all(|r| r["status"] == "sent")).await;
+    assert_eq!(status_of(&records, "ann"), Some("sent"));
+
+    send_json(&mut ann, ack.clone()).await;
+    let records = until_history(&server, &query, |r| status_of(r, "ann") == Some("acked")).await;
+    assert_eq!(status_of(&records, "bob"), Some("sent"), "{records:?}");
+    let start = Instant::now();
+    loop {
+        let (_, m) = call(&server, "GET", &format!("/mailings/{id}"), Some(&admin_token()), None).await;
+        if m["status"] == "sent" && m["counts"] == json!({"push": {"acked": 1, "sent": 1}}) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Again: the delivery stays acked, the record and the counts as they are.
+    send_json(&mut ann, ack).await;
+    assert_silent(&mut ann, Duration::from_millis(300)).await;
+    let (_, m) = call(&server, "GET", &format!("/mailings/{id}"), Some(&admin_token()), None).await;
+    assert_eq!(m["counts"], json!({"push": {"acked": 1, "sent": 1}}), "{m}");
+    assert_eq!(status_of(&items(&history(&server, &query).await), "ann"), Some("acked"));
+}
+
+/// A stand-in for seed 004's auth service at `/api/users/{id}`: answers every user with an email
+/// address of its own (`<id>@<domain>`), and keeps the `Authorization` header of each request.
+async fn auth_service(domain: &str) -> (String, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/users/{{user_id}}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (kept, domain) = (seen.clone(), domain.to_string());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let (kept, domain) = (kept.clone(), domain.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let user = head.split_whitespace().nth(1).and_then(|p| p.rsplit('/').next()).unwrap_or_default().to_string();
+                let auth = head.lines().find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("authorization")));
+                kept.lock().unwrap().push(auth.map(|(_, v)| v.trim().to_string()).unwrap_or_default());
+                let body = json!({"email": format!("{user}@{domain}"), "name": user.to_uppercase()}).to_string();
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// What a profile lacks comes from `HERALD_USER_INFO_URL` (CONTRACT §9, "Users"), asked with the
+/// caller's token when the jobs run in its request (an event to `users`), and with Herald's own
+/// service token for queued work (a mailing's jobs, in the worker).
+async fn user_details_come_from_the_auth_service_with_the_callers_token(on: On) {
+    let (url, seen) = auth_service(&format!("{}.example", uuid::Uuid::new_v4().simple())).await;
+    let server = spawn_with(on, |o| {
+        o.user_info_url = Some(url);
+        o.user_info_token = Some("herald-service".into());
+    })
+    .await;
+    let caller = publisher();
+    let body = json!({"event":"hi","users":["zed"],"title":"Hi","body":"there","channels":["email"]});
+    let (status, reply) = call(&server, "POST", "/events", Some(&caller), Some(body)).await;
+    assert_eq!(status, 202, "{reply}");
+    let h = history(&server, &format!("event_id={}", reply["id"].as_str().unwrap())).await;
+    assert_eq!(outcomes(&h), vec![pair("email", "sent")], "{h}");
+    let mail = sent_email(&server).await;
+    assert!(mail.iter().any(|m| m["to"].as_str().is_some_and(|t| t.starts_with("zed@"))), "{mail:?}");
+    assert_eq!(seen.lock().unwrap().clone(), [format!("Bearer {caller}")], "the publisher's own token");
+
+    admin_ok(&server, "POST", "/templates", json!({"name":"hello","channel":"email","subject":"Hello","body":"Hello {{ user.name }}"}))
+        .await;
+    let body = json!({"name":"h","template":"hello","channels":["email"],"audience":{"users":["yan"]}});
+    let m = admin_ok(&server, "POST", "/mailings", body).await;
+    let records =
+        until_history(&server, &format!("mailing_id={}", m["id"].as_str().unwrap()), |r| r.iter().any(|r| r["status"] == "sent")).await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    let mail = sent_email(&server).await;
+    assert!(mail.iter().any(|m| m["to"].as_str().is_some_and(|t| t.starts_with("yan@")) && m["body"] == "Hello YAN"), "{mail:?}");
+    assert_eq!(seen.lock().unwrap().last().cloned(), Some("Bearer herald-service".to_string()), "the worker's own token");
+}
+
 on_both!(
+    user_details_come_from_the_auth_service_with_the_callers_token,
+    an_acked_push_is_recorded_acked,
     an_sms_goes_to_the_users_phone,
     what_is_held_is_cancelled,
     a_fixed_event_is_rendered_to_email_and_push,

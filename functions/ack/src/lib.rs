@@ -2,7 +2,8 @@
 //! `ClientMessage`s base64-encoded in text frames (API Gateway closes a connection that sends a
 //! binary frame, with 1003), on either encoding, and an error frame for anything else (CONTRACT
 //! §3). An event API Gateway marks `isBase64Encoded` (a binary payload) is a raw `ClientMessage`.
-//! An ACK stops redelivery; a NACK sends the push again at once. Also presence (CONTRACT §8):
+//! An ACK stops redelivery (and moves a platform notification's history record to `acked`, §9);
+//! a NACK sends the push again at once. Also presence (CONTRACT §8):
 //! `{"type":"presence","event_name":…}` from a subscribed connection, and `{"type":"heartbeat"}`;
 //! every frame here counts as the client being alive (its connection's `last_seen`).
 
@@ -13,7 +14,7 @@ use herald::domain::Encoding;
 use herald::gateway::Gateway;
 use herald::gateway::GatewayError;
 use herald::protocol::{AckStatus, ClientFrame, FrameError, ServerFrame, encode_error, parse_binary_frame, parse_text_frame};
-use herald::store::{ConnectionStore, DeliveryStore, PresenceStore, StoreError, SubscriptionStore};
+use herald::store::{ConnectionStore, DeliveryStore, MailingStore, NotificationStore, PresenceStore, StoreError, SubscriptionStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AckError {
@@ -71,7 +72,7 @@ async fn refuse<S: ConnectionStore + ?Sized>(
 }
 
 #[tracing::instrument(skip_all, fields(connection_id))]
-pub async fn handle<S: DeliveryStore + ConnectionStore + SubscriptionStore + PresenceStore + ?Sized>(
+pub async fn handle<S: DeliveryStore + ConnectionStore + SubscriptionStore + PresenceStore + NotificationStore + MailingStore + ?Sized>(
     deps: &AckDeps<'_, S>,
     event: WsEvent,
 ) -> Result<WsResponse, AckError> {
@@ -99,6 +100,12 @@ pub async fn handle<S: DeliveryStore + ConnectionStore + SubscriptionStore + Pre
             AckOutcome::Acked => {
                 herald::metrics::inc(herald::metrics::Counter::Acks);
                 tracing::info!(push_id, "acked");
+                // A platform notification's history says so (CONTRACT §9). The ack itself is
+                // kept whatever happens here: a failure is logged, and an ack sent again moves it.
+                match herald::platform::planner::record_ack(deps.store, &push_id).await {
+                    Ok(moved) => tracing::debug!(push_id, moved, "history"),
+                    Err(e) => tracing::warn!(push_id, error = %e, "the notification's history could not say acked"),
+                }
                 Ok(apigw::ok())
             }
             AckOutcome::Unknown => {

@@ -218,7 +218,8 @@ pub fn parse_body(bytes: &[u8]) -> Result<EventRequest, EventsError> {
 }
 
 impl EventsDeps<'_> {
-    fn planner(&self) -> Planner<'_> {
+    /// The planner of a request, whose jobs ask the auth service with the caller's token.
+    fn planner<'s>(&'s self, caller_token: &'s str) -> Planner<'s> {
         Planner {
             templates: self.templates,
             users: self.users,
@@ -231,6 +232,7 @@ impl EventsDeps<'_> {
             queue: self.queue,
             scheduler: self.scheduler,
             user_info: self.user_info,
+            caller_token: Some(caller_token),
         }
     }
 
@@ -250,7 +252,7 @@ impl EventsDeps<'_> {
         let method = request.method().as_str();
         match (rest, method) {
             ([], "POST") => {
-                let (id, transaction_id) = self.accept(&publisher, request.body().as_ref()).await?;
+                let (id, transaction_id) = self.accept(&publisher, token, request.body().as_ref()).await?;
                 Ok((202, json!({ "id": id, "transaction_id": transaction_id })))
             }
             ([tx], "DELETE") => {
@@ -312,7 +314,7 @@ impl EventsDeps<'_> {
         }
     }
 
-    async fn accept(&self, publisher: &str, bytes: &[u8]) -> Result<(String, String), EventsError> {
+    async fn accept(&self, publisher: &str, token: &str, bytes: &[u8]) -> Result<(String, String), EventsError> {
         let req = parse_body(bytes)?;
         let event_type = self.event_types.get_event_type(&req.event).await?;
         let (content, channels, critical) = match &event_type {
@@ -389,7 +391,7 @@ impl EventsDeps<'_> {
                 None => return Err(EventsError::Store(StoreError::ConditionFailed(format!("event {id} is being written")))),
             }
         };
-        let planner = self.planner();
+        let planner = self.planner(token);
         let fire_at =
             event.send_at.as_deref().and_then(|s| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok());
         match (&event.audience, later.or(fire_at.filter(|t| *t > at))) {

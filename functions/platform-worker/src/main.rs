@@ -26,6 +26,7 @@ async fn main() -> Result<(), Error> {
         queue: &scheduler.queue,
         scheduler: &scheduler,
         user_info: user_info.as_ref(),
+        caller_token: None,
     };
     run(service_fn(|e: LambdaEvent<SqsEvent>| {
         let planner = &planner;

@@ -50,10 +50,54 @@ pub const PAGE_USERS: usize = 100;
 const NOTIFICATION_NAMESPACE: uuid::Uuid = uuid::uuid!("9a3e7c15-64b2-4f8d-a0c3-5e1b2d7f4a68");
 
 /// The id of the history record (and of the push) of an event or a mailing for one user on one
-/// channel.
+/// channel: the name-based UUID of the three, marked version 8 (RFC 9562's custom version) so that
+/// a push id tells a platform notification ([`is_notification_id`]) from a publisher's push,
+/// whose ids are random or version 5.
 pub fn notification_id(source_id: &str, user_id: &str, channel: Channel) -> String {
     let name = format!("{}:{source_id}|{}:{user_id}|{}", source_id.len(), user_id.len(), channel.as_str());
-    uuid::Uuid::new_v5(&NOTIFICATION_NAMESPACE, name.as_bytes()).to_string()
+    uuid::Uuid::new_v8(uuid::Uuid::new_v5(&NOTIFICATION_NAMESPACE, name.as_bytes()).into_bytes()).to_string()
+}
+
+/// Whether a push id is a platform notification's ([`notification_id`]).
+pub fn is_notification_id(id: &str) -> bool {
+    uuid::Uuid::try_parse(id).is_ok_and(|u| u.get_version_num() == 8)
+}
+
+/// Looks an ack takes at a record not yet `sent` ([`record_ack`]), the first after
+/// [`ACK_LOOK_WAIT`], each later one after twice the wait before it (1.5 s in all).
+const ACK_LOOKS: u32 = 5;
+const ACK_LOOK_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A push notification acked by a connection it was delivered to (CONTRACT §9 history: `sent` →
+/// `acked`): its record and its mailing's (or event's) counts, from push `sent` to push `acked`,
+/// moved at once ([`MailingStore::record_job`], conditional on the record still being `sent`).
+/// `false` when nothing moved: not a platform notification, already acked, or never recorded
+/// `sent`. A push goes out before its job records it `sent` (or, released from quiet hours, moves
+/// it from `held`), so an ack that finds the record `queued` or `held` looks again a few times.
+pub async fn record_ack<S: NotificationStore + MailingStore + ?Sized>(store: &S, push_id: &str) -> Result<bool, StoreError> {
+    if !is_notification_id(push_id) {
+        return Ok(false);
+    }
+    let mut wait = ACK_LOOK_WAIT;
+    for _ in 0..ACK_LOOKS {
+        let Some(mut record) = store.get_notification(push_id).await? else { return Ok(false) };
+        match (record.channel, record.status) {
+            (Channel::Push, NotificationStatus::Sent) => {}
+            (Channel::Push, NotificationStatus::Queued | NotificationStatus::Held) => {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                continue;
+            }
+            _ => return Ok(false),
+        }
+        let source = record.event_id.clone().or_else(|| record.mailing_id.clone()).unwrap_or_default();
+        record.status = NotificationStatus::Acked;
+        record.updated_at = rfc3339(now());
+        let moved = [(count_key(Channel::Push, NotificationStatus::Sent), -1), (count_key(Channel::Push, NotificationStatus::Acked), 1)];
+        return store.record_job(&record, NotificationStatus::Sent, &source, "", false, &moved).await;
+    }
+    tracing::warn!(push_id, "acked, but its history record never said sent: left as it is");
+    Ok(false)
 }
 
 /// Why a message could not be handled (the queue then hands it over again).
@@ -98,6 +142,9 @@ pub struct Planner<'a> {
     pub scheduler: &'a dyn Scheduler,
     /// `HERALD_USER_INFO_URL`: what a profile lacks for a job comes from the auth service.
     pub user_info: Option<&'a UserInfo>,
+    /// The token of the request whose jobs run here (`POST /events` to `users`), presented to the
+    /// auth service; `None` (the worker's queued and scheduled jobs): `HERALD_USER_INFO_TOKEN`.
+    pub caller_token: Option<&'a str>,
 }
 
 fn parse_time(text: &str) -> Option<time::OffsetDateTime> {
@@ -406,7 +453,7 @@ impl Planner<'_> {
                     || (channel == Channel::Email && profile.email.is_none())
                     || (channel == Channel::Sms && profile.phone.is_none()) =>
             {
-                match info.complete(profile.clone(), None).await {
+                match info.complete(profile.clone(), self.caller_token).await {
                     Ok(p) => {
                         completed = p;
                         &completed
@@ -525,6 +572,7 @@ mod tests {
                 queue: &self.queue,
                 scheduler: &self.scheduler,
                 user_info: None,
+                caller_token: None,
             }
         }
 
@@ -684,5 +732,49 @@ mod tests {
         let failed = w.store.get_notification(&notification_id("m", "u1", Channel::Email)).await.unwrap().unwrap();
         assert_eq!(failed.status, NotificationStatus::Failed);
         assert_eq!(failed.reason.as_deref(), Some("the user info service (127.0.0.1) answered 503 Service Unavailable"), "{failed:?}");
+    }
+
+    #[tokio::test]
+    async fn an_ack_moves_a_sent_push_to_acked_once_with_its_count() {
+        let w = World::new();
+        w.store.create_mailing(&free_form("m", 2, None)).await.unwrap();
+        w.planner().fire("m", None).await.unwrap();
+        w.drain(usize::MAX).await;
+        let (u0, u1) = (notification_id("m", "u0", Channel::Push), notification_id("m", "u1", Channel::Push));
+        assert!(is_notification_id(&u0));
+        assert!(record_ack(&w.store, &u0).await.unwrap());
+        assert!(!record_ack(&w.store, &u0).await.unwrap(), "once");
+        let record = w.store.get_notification(&u0).await.unwrap().unwrap();
+        assert_eq!(record.status, NotificationStatus::Acked);
+        assert_eq!(w.store.get_notification(&u1).await.unwrap().unwrap().status, NotificationStatus::Sent);
+        let m = w.mailing("m").await;
+        assert_eq!((m.status, m.done_jobs), (MailingStatus::Sent, 2));
+        assert_eq!(m.counts, [("push.sent".to_string(), 1), ("push.acked".to_string(), 1)].into());
+        // Publishers' pushes (random or name-based ids) are not looked up at all.
+        for other in [uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, b"m").to_string(), "x".into()] {
+            assert!(!is_notification_id(&other), "{other}");
+            assert!(!record_ack(&w.store, &other).await.unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ack_that_comes_before_the_record_says_sent_waits_for_it() {
+        let w = World::new();
+        w.store.create_mailing(&free_form("m", 1, None)).await.unwrap();
+        w.planner().fire("m", None).await.unwrap();
+        // The fire (it expands the page): the record is created, queued, its job not yet run.
+        w.drain(1).await;
+        let id = notification_id("m", "u0", Channel::Push);
+        assert_eq!(w.store.get_notification(&id).await.unwrap().unwrap().status, NotificationStatus::Queued);
+        let (acked, ()) = tokio::join!(record_ack(&w.store, &id), async {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            w.drain(usize::MAX).await;
+        });
+        assert!(acked.unwrap());
+        assert_eq!(w.store.get_notification(&id).await.unwrap().unwrap().status, NotificationStatus::Acked);
+        let counts: std::collections::BTreeMap<String, i64> = w.mailing("m").await.counts.into_iter().filter(|(_, n)| *n != 0).collect();
+        assert_eq!(counts, [("push.acked".to_string(), 1)].into());
+        // An email's record is never acked.
+        assert!(!record_ack(&w.store, &notification_id("m", "u0", Channel::Email)).await.unwrap());
     }
 }
