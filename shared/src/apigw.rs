@@ -88,9 +88,30 @@ pub fn ok() -> WsResponse {
     response(200, None)
 }
 
-/// A refused `$connect`: the status, with a JSON body `{"error":{"code":…,"message":…}}`.
+/// The body of every refusal (CONTRACT §4): `{"error":{"code":…,"message":…}}`.
+pub fn error_body(code: &str, message: &str) -> Value {
+    serde_json::json!({"error": {"code": code, "message": message}})
+}
+
+/// A refused `$connect`: the status, with an [`error_body`].
 pub fn refuse(status: u16, code: &str, message: &str) -> WsResponse {
-    response(status, Some(serde_json::json!({"error": {"code": code, "message": message}}).to_string()))
+    response(status, Some(error_body(code, message).to_string()))
+}
+
+/// An HTTP API (`lambda_http`) function's response: `body` as JSON with its content type, or no
+/// body and no content type (`204`).
+pub fn http_json(status: u16, body: Option<Value>) -> http::Response<Body> {
+    let mut r = http::Response::new(body.map(|b| Body::Text(b.to_string())).unwrap_or(Body::Empty));
+    *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    if r.body() != &Body::Empty {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    }
+    r
+}
+
+/// An HTTP API function's refusal: the status with an [`error_body`].
+pub fn http_error(status: u16, code: &str, message: &str) -> http::Response<Body> {
+    http_json(status, Some(error_body(code, message)))
 }
 
 /// The successful `$connect`: `200`, with `Sec-WebSocket-Protocol: access_token` when the client

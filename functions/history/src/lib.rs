@@ -58,13 +58,6 @@ impl HistoryError {
     }
 }
 
-fn json_response(status: u16, body: Value) -> Response<Body> {
-    let mut r = Response::new(Body::Text(body.to_string()));
-    *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    r
-}
-
 fn bad(message: impl Into<String>) -> HistoryError {
     HistoryError::BadRequest(message.into())
 }
@@ -170,12 +163,12 @@ pub async fn handle<S: HistoryStore + SubscriptionStore + PresenceStore + ?Sized
         (_, path) => Err(HistoryError::NotFound(path.to_string())),
     };
     Ok(match result {
-        Ok(body) => json_response(200, body),
+        Ok(body) => herald::apigw::http_json(200, Some(body)),
         Err(e) => {
             if let HistoryError::Store(source) = &e {
                 tracing::error!(error = %source, "store failed");
             }
-            json_response(e.status(), json!({ "error": { "code": e.code(), "message": e.to_string() } }))
+            herald::apigw::http_error(e.status(), e.code(), &e.to_string())
         }
     })
 }

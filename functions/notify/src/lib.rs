@@ -43,13 +43,6 @@ impl NotifyError {
     }
 }
 
-fn json_response(status: u16, body: Value) -> Response<Body> {
-    let mut r = Response::new(Body::Text(body.to_string()));
-    *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    r
-}
-
 fn bad(message: impl Into<String>) -> NotifyError {
     NotifyError::BadRequest(message.into())
 }
@@ -154,11 +147,11 @@ pub async fn handle(deps: &NotifyDeps<'_>, request: Request) -> Result<Response<
         Ok(push) => {
             herald::metrics::inc(herald::metrics::Counter::PushesAccepted);
             tracing::info!(push_id = push.id, user_id = push.user_id.as_deref(), event_name = push.event_name.as_deref(), "queued");
-            json_response(202, json!({ "id": push.id }))
+            herald::apigw::http_json(202, Some(json!({ "id": push.id })))
         }
         Err(e) => {
             tracing::info!(status = e.status(), error = %e, "refused");
-            json_response(e.status(), json!({ "error": { "code": e.code(), "message": e.to_string() } }))
+            herald::apigw::http_error(e.status(), e.code(), &e.to_string())
         }
     })
 }

@@ -101,15 +101,6 @@ fn bad(message: impl Into<String>) -> AdminError {
     AdminError::BadRequest(message.into())
 }
 
-fn json_response(status: u16, body: Option<Value>) -> Response<Body> {
-    let mut r = Response::new(body.map(|b| Body::Text(b.to_string())).unwrap_or(Body::Empty));
-    *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    if status != 204 {
-        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    }
-    r
-}
-
 /// The collections this function serves; a path's first one starts its route.
 const COLLECTIONS: &[&str] = &["templates", "users", "event-types", "notifications", "mailings"];
 
@@ -377,14 +368,14 @@ pub async fn handle(deps: &AdminDeps<'_>, request: Request) -> Result<Response<B
     Ok(match deps.serve(&request).await {
         Ok((status, body)) => {
             tracing::info!(status, "served");
-            json_response(status, body)
+            herald::apigw::http_json(status, body)
         }
         Err(e) => {
             match &e {
                 AdminError::Store(source) => tracing::error!(status = e.status(), error = %e, source = %source, "failed"),
                 _ => tracing::info!(status = e.status(), error = %e, "refused"),
             }
-            json_response(e.status(), Some(json!({ "error": { "code": e.code(), "message": e.to_string() } })))
+            herald::apigw::http_error(e.status(), e.code(), &e.to_string())
         }
     })
 }

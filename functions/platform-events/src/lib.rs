@@ -120,13 +120,6 @@ fn bad(message: impl Into<String>) -> EventsError {
     EventsError::BadRequest(message.into())
 }
 
-fn json_response(status: u16, body: Value) -> Response<Body> {
-    let mut r = Response::new(Body::Text(body.to_string()));
-    *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    r
-}
-
 /// The fields of a `POST /events` body.
 const FIELDS: &[&str] = &["event", "user_id", "users", "event_name", "data", "channels", "transaction_id", "title", "body", "send_at"];
 
@@ -420,7 +413,7 @@ pub async fn handle(deps: &EventsDeps<'_>, request: Request) -> Result<Response<
     Ok(match deps.serve(&request).await {
         Ok((status, body)) => {
             tracing::info!(status, event_id = body["id"].as_str(), "served");
-            json_response(status, body)
+            herald::apigw::http_json(status, Some(body))
         }
         Err(e) => {
             match &e {
@@ -428,7 +421,7 @@ pub async fn handle(deps: &EventsDeps<'_>, request: Request) -> Result<Response<
                 EventsError::Plan(source) => tracing::error!(status = e.status(), error = %e, source = %source, "failed"),
                 _ => tracing::info!(status = e.status(), error = %e, "refused"),
             }
-            json_response(e.status(), json!({ "error": { "code": e.code(), "message": e.to_string() } }))
+            herald::apigw::http_error(e.status(), e.code(), &e.to_string())
         }
     })
 }
