@@ -225,15 +225,18 @@ pub async fn subscribed_clients(server: &Server, n: usize, event: &str, concurre
 pub async fn subscribed_clients_at(base: &str, n: usize, event: &str, concurrency: usize) -> Result<Vec<Ws>> {
     let base = base.to_string();
     let tokens = (0..n).map(|i| user_token(&format!("fan{i}"))).collect::<Result<Vec<_>>>()?;
-    let clients: Vec<Result<Ws>> = futures::stream::iter(tokens)
-        .map(|t| {
-            let base = base.clone();
-            async move { subscribed_client(&base, &t, event).await }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
-    clients.into_iter().collect()
+    let base = &base;
+    run_all(tokens.into_iter().map(|t| async move { subscribed_client(base, &t, event).await }), concurrency).await
+}
+
+/// Runs every task, `at_once` at a time; their results in the order they finished, or the first
+/// error.
+pub async fn run_all<T, E: Into<Error>>(
+    tasks: impl IntoIterator<Item = impl std::future::Future<Output = std::result::Result<T, E>>>,
+    at_once: usize,
+) -> Result<Vec<T>> {
+    let results: Vec<std::result::Result<T, E>> = futures::stream::iter(tasks).buffer_unordered(at_once.max(1)).collect().await;
+    results.into_iter().map(|r| r.map_err(Into::into)).collect()
 }
 
 /// Closes every client and waits (bounded) for their ends.

@@ -16,7 +16,6 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationIn
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use futures::StreamExt;
 use herald::config::DeliveryConfig;
 use herald::delivery::RedeliveryTimer;
 use herald::domain::{AckMode, Encoding, Push, Subscription, now, rfc3339};
@@ -120,26 +119,19 @@ impl RedeliveryTimer for CountingTimer {
 
 async fn seed(store: &DynamoStore, event: &str, subscribers: usize, ack_mode: AckMode) -> Result<()> {
     let expires_at = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
-    let results: Vec<_> = futures::stream::iter(0..subscribers)
-        .map(|i| async move {
-            let subscription = Subscription {
-                connection_id: format!("{}{i:09}=", if ack_mode == AckMode::Required { "ack" } else { "json" }),
-                event_name: event.to_string(),
-                user_id: format!("cost{i}"),
-                encoding: Encoding::Json,
-                ack_mode,
-                expires_at,
-                fence: None,
-            };
-            store.subscribe(&subscription).await
-        })
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    for r in results {
-        r?;
-    }
-    Ok(())
+    let subscriptions = (0..subscribers).map(|i| async move {
+        let subscription = Subscription {
+            connection_id: format!("{}{i:09}=", if ack_mode == AckMode::Required { "ack" } else { "json" }),
+            event_name: event.to_string(),
+            user_id: format!("cost{i}"),
+            encoding: Encoding::Json,
+            ack_mode,
+            expires_at,
+            fence: None,
+        };
+        store.subscribe(&subscription).await
+    });
+    common::run_all(subscriptions, 64).await.map(drop)
 }
 
 pub async fn run(subscribers: usize) -> Result<()> {

@@ -24,7 +24,6 @@ use aws_smithy_runtime_api::client::http::{
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::runtime_components::{RuntimeComponents, RuntimeComponentsBuilder};
 use aws_smithy_types::config_bag::ConfigBag;
-use futures::StreamExt;
 use herald::domain::{UserProfile, now, rfc3339};
 use herald::platform::templates::{Sources, render};
 use herald_local::Server;
@@ -150,23 +149,14 @@ async fn mailing(backend: BenchBackend, users: usize) -> Result<()> {
 async fn seed(server: &Server, users: usize) -> Result<()> {
     let store = server.app.handlers.store.clone();
     let at = rfc3339(now());
-    let results: Vec<_> = futures::stream::iter(0..users)
-        .map(|i| {
-            let (store, at) = (store.clone(), at.clone());
-            async move {
-                let mut p = UserProfile::new(&format!("user{i:06}"), &at);
-                p.email = Some(format!("user{i:06}@example.com"));
-                p.name = Some(format!("User {i}"));
-                store.put_user(&p, None).await
-            }
-        })
-        .buffer_unordered(64)
-        .collect()
-        .await;
-    for r in results {
-        r?;
-    }
-    Ok(())
+    let (store, at) = (&store, &at);
+    let profiles = (0..users).map(|i| async move {
+        let mut p = UserProfile::new(&format!("user{i:06}"), at);
+        p.email = Some(format!("user{i:06}@example.com"));
+        p.name = Some(format!("User {i}"));
+        store.put_user(&p, None).await
+    });
+    common::run_all(profiles, 64).await.map(drop)
 }
 
 /// This process's peak resident set (`VmHWM`), in KiB.
