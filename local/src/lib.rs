@@ -472,7 +472,8 @@ async fn backend(options: &Options, faults: &Arc<Faults>) -> Result<Built, Start
         fanout: QueuePair::sqs(&client, &options.fanout_queue_name, options).await?,
         platform: QueuePair::sqs(&client, &options.platform_queue_name, options).await?,
     };
-    let schedules = schedules(messaging, &queues.platform, options).await?;
+    let (platform_url, _) = queues.platform.urls().ok_or_else(|| StartError::Schedules("the platform queue is not an SQS queue".into()))?;
+    let schedules = schedules(messaging, &client, platform_url, options).await?;
     Ok((Arc::new(store), queues, Senders::aws(messaging, options).await?, Some(schedules)))
 }
 
@@ -480,16 +481,16 @@ async fn backend(options: &Options, faults: &Arc<Faults>) -> Result<Built, Start
 /// machine), with its group checked or created.
 async fn schedules(
     sdk: &aws_config::SdkConfig,
-    platform: &QueuePair,
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
     options: &Options,
 ) -> Result<herald::platform::schedule::eventbridge::EventBridgeScheduler, StartError> {
-    let QueuePair::Sqs { client, queue_url, .. } = platform else { unreachable!("the aws backend's queues are SQS") };
     let durable = herald::platform::schedule::eventbridge::EventBridgeScheduler {
         client: aws_sdk_scheduler::Client::new(sdk),
         group: options.schedule_group.clone(),
         role_arn: options.scheduler_role_arn.clone(),
         queue_arn: sqs::queue_arn(client, queue_url).await?,
-        queue: herald::queue::SqsQueue::new(client.clone(), queue_url.clone()),
+        queue: herald::queue::SqsQueue::new(client.clone(), queue_url),
         max_delay_secs: options.sqs_delay_limit.as_secs() as i64,
     };
     scheduler::ensure_group(&durable, options.create_resources).await.map_err(StartError::Schedules)?;

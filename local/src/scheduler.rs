@@ -25,9 +25,7 @@ use async_trait::async_trait;
 use aws_sdk_scheduler::error::ProvideErrorMetadata;
 use aws_sdk_scheduler::types::{ActionAfterCompletion, ScheduleState};
 use herald::platform::cron::Cron;
-use herald::platform::schedule::eventbridge::{
-    EventBridgeScheduler, Kept, classify, cron_input, parse_at_expression, scheduled_input,
-};
+use herald::platform::schedule::eventbridge::{EventBridgeScheduler, Kept, classify, cron_input, parse_at_expression, scheduled_input};
 use herald::platform::schedule::{PlatformMessage, ScheduleError, Scheduler};
 use herald::queue::Queue;
 use tokio::task::AbortHandle;
@@ -243,7 +241,12 @@ async fn rearm_once(scheduler: &LocalScheduler, durable: &EventBridgeScheduler) 
                     armed += 1;
                 }
                 Err(reason) => {
-                    tracing::warn!(schedule = name, group = durable.group, reason, "a kept schedule is skipped: herald-local cannot fire it");
+                    tracing::warn!(
+                        schedule = name,
+                        group = durable.group,
+                        reason,
+                        "a kept schedule is skipped: herald-local cannot fire it"
+                    );
                     skipped += 1;
                 }
             }
@@ -336,6 +339,56 @@ mod tests {
             let e = Armed::from_schedule(expression, zone, input, true).unwrap_err();
             assert!(e.contains(why), "{expression} {input}: {e}");
         }
+    }
+
+    /// Over an EventBridge Scheduler that does not answer (nothing listens on the port).
+    fn unreachable() -> EventBridgeScheduler {
+        let creds = aws_sdk_scheduler::config::Credentials::new("test", "test", None, None, "static");
+        let retry = aws_sdk_scheduler::config::retry::RetryConfig::disabled();
+        let config = aws_sdk_scheduler::Config::builder()
+            .behavior_version(aws_sdk_scheduler::config::BehaviorVersion::latest())
+            .region(aws_sdk_scheduler::config::Region::new("us-east-1"))
+            .credentials_provider(creds.clone())
+            .endpoint_url("http://127.0.0.1:1")
+            .retry_config(retry.clone())
+            .build();
+        let sqs = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "static"))
+            .endpoint_url("http://127.0.0.1:1")
+            .retry_config(retry)
+            .build();
+        EventBridgeScheduler {
+            client: aws_sdk_scheduler::Client::from_conf(config),
+            group: "herald-platform".into(),
+            role_arn: crate::DEFAULT_SCHEDULER_ROLE_ARN.into(),
+            queue_arn: "arn:aws:sqs:us-east-1:123456789012:herald-platform".into(),
+            queue: herald::queue::SqsQueue::new(aws_sdk_sqs::Client::from_conf(sqs), "http://127.0.0.1:1/q"),
+            max_delay_secs: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_scheduler_that_does_not_answer_stops_the_start_or_is_tried_again() {
+        let durable = unreachable();
+        for create in [false, true] {
+            let e = ensure_group(&durable, create).await.unwrap_err();
+            assert!(e.starts_with("could not read the schedule group herald-platform: the scheduler is unavailable"), "{e}");
+        }
+        // Arming again keeps trying while the scheduler lives, and stops with it.
+        let s = Arc::new(LocalScheduler::durable(Arc::new(Recorded::default()), durable));
+        let pass = tokio::spawn(rearm(Arc::downgrade(&s)));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!pass.is_finished(), "it gave up");
+        drop(s);
+        tokio::time::timeout(Duration::from_secs(35), pass).await.expect("it ends with the scheduler").unwrap();
+        // A schedule refused by the scheduler is an error for the handler, not a crash.
+        let s = LocalScheduler::durable(Arc::new(Recorded::default()), unreachable());
+        let later = herald::domain::now() + time::Duration::hours(1);
+        let fire = PlatformMessage::Fire { mailing_id: "m1".into(), at: None };
+        assert!(matches!(s.schedule_at("fire-m1", later, &fire).await, Err(ScheduleError::Unavailable(_))));
+        assert_eq!(s.pending(), 0, "nothing is fired that was not kept");
     }
 
     #[tokio::test]

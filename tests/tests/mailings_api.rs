@@ -557,7 +557,8 @@ async fn sent_email_of(kept: &Kept) -> Vec<Value> {
 }
 
 /// Cancelling a mailing, a recurrence or a kept event deletes its kept schedule: the next start
-/// arms nothing and nothing is sent.
+/// arms nothing and nothing is sent; schedules in the group it cannot fire (not Herald's, or
+/// another queue's) are skipped, and the start goes on.
 #[tokio::test]
 async fn a_cancel_removes_the_kept_schedule_and_a_restart_fires_nothing() {
     let kept = Kept::new();
@@ -590,10 +591,53 @@ async fn a_cancel_removes_the_kept_schedule_and_a_restart_fires_nothing() {
     assert_eq!((status, reply["status"].as_str()), (200, Some("cancelled")), "{reply}");
     assert_eq!(herald_tests::local::kept_schedules(&first).await, Vec::<String>::new(), "cancelled schedules are deleted");
     first.stop().await;
+    // What herald-local cannot fire, or is another queue's, stays in the group unfired: each is
+    // past and deleted once fired, so a fire would show as a missing schedule.
+    let fire = PlatformMessage::Fire { mailing_id: once.to_string(), at: None }.to_json();
+    let foreign = kept_elsewhere(
+        &kept,
+        &[
+            ("another-queue", "at(2020-01-01T00:00:00)", false, fire.as_str()),
+            ("not-a-message", "at(2020-01-01T00:00:00)", true, r#"{"launch":1}"#),
+            ("not-herald-s", "rate(5 minutes)", true, fire.as_str()),
+        ],
+    )
+    .await;
     let second = kept.start().await;
     tokio::time::sleep(due.saturating_duration_since(Instant::now()) + Duration::from_millis(1500)).await;
     assert_eq!(second.app.handlers.scheduler.pending(), 0, "a restart armed a cancelled schedule");
     assert!(sent_email(&second).await.is_empty(), "a cancelled mailing or event sent");
+    assert_eq!(herald_tests::local::kept_schedules(&second).await, foreign, "what herald-local cannot fire is left alone");
+}
+
+/// Schedules put in `kept`'s group by hand, `(name, expression, targets its platform queue, input)`,
+/// deleted after they fire; their names, sorted.
+async fn kept_elsewhere(kept: &Kept, schedules: &[(&str, &str, bool, &str)]) -> Vec<String> {
+    use aws_sdk_scheduler::types::{ActionAfterCompletion, FlexibleTimeWindow, FlexibleTimeWindowMode, Target};
+    let sdk = herald_tests::local::moto_sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let url = sqs.get_queue_url().queue_name(format!("{}-platform", kept.queue)).send().await.unwrap().queue_url.unwrap();
+    let attributes = sqs.get_queue_attributes().queue_url(url).attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn);
+    let ours = attributes.send().await.unwrap().attributes.unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone();
+    let client = aws_sdk_scheduler::Client::new(&sdk);
+    let mut names = Vec::new();
+    for (name, expression, to_ours, input) in schedules {
+        let arn = if *to_ours { ours.clone() } else { "arn:aws:sqs:us-east-1:123456789012:elsewhere".to_string() };
+        client
+            .create_schedule()
+            .name(*name)
+            .group_name(format!("{}-schedules", kept.queue))
+            .schedule_expression(*expression)
+            .flexible_time_window(FlexibleTimeWindow::builder().mode(FlexibleTimeWindowMode::Off).build().unwrap())
+            .target(Target::builder().arn(arn).role_arn(herald_local::DEFAULT_SCHEDULER_ROLE_ARN).input(*input).build().unwrap())
+            .action_after_completion(ActionAfterCompletion::Delete)
+            .send()
+            .await
+            .unwrap();
+        names.push(name.to_string());
+    }
+    names.sort();
+    names
 }
 
 on_both!(

@@ -424,7 +424,9 @@ mod tests {
         }
         // EventBridge's names of days, and Sunday as 1.
         assert_eq!(Cron::from_eventbridge("cron(0 9 ? * SUN,SAT *)").unwrap(), Cron::parse("0 9 * * 0,6").unwrap());
-        for bad in ["cron(0 9 * * ?)", "cron(0 9 ? * 2 2027)", "cron(0 9 L * ? *)", "cron(0 9 ? * 2#1 *)", "at(2026-01-01T00:00:00)", "0 9 * * *"] {
+        for bad in
+            ["cron(0 9 * * ?)", "cron(0 9 ? * 2 2027)", "cron(0 9 L * ? *)", "cron(0 9 ? * 2#1 *)", "at(2026-01-01T00:00:00)", "0 9 * * *"]
+        {
             assert!(Cron::from_eventbridge(bad).is_err(), "{bad}");
         }
     }

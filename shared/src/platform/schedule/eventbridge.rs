@@ -50,9 +50,13 @@ pub struct EventBridgeScheduler {
     pub max_delay_secs: i64,
 }
 
-/// A Scheduler error as a [`ScheduleError`]: a refusal of the request, or the service unavailable.
-pub fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(e: &E) -> ScheduleError {
-    let text = format!("{}: {}", e.code().unwrap_or("error"), e.message().unwrap_or("no message"));
+/// A Scheduler error as a [`ScheduleError`]: a refusal of the request, or the service unavailable
+/// (with the whole chain of causes when no service answered, e.g. the connection was refused).
+pub fn classify<E: ProvideErrorMetadata + std::error::Error>(e: &E) -> ScheduleError {
+    let text = match e.code() {
+        Some(code) => format!("{code}: {}", e.message().unwrap_or("no message")),
+        None => aws_sdk_scheduler::error::DisplayErrorContext(e).to_string(),
+    };
     match e.code() {
         Some("ValidationException" | "ServiceQuotaExceededException") => ScheduleError::Refused(text),
         _ => ScheduleError::Unavailable(text),
