@@ -482,10 +482,11 @@ async fn a_restart_schedules_again_what_waits() {
     until_no_kept_schedule(&second, Duration::from_secs(2)).await;
 }
 
-/// Quiet hours (UTC) that end at the next whole minute at least 10 s away: `(start, end, due)`.
+/// Quiet hours (UTC) that end at the next whole minute at least 20 s away (the first server
+/// must be stopped by then): `(start, end, due)`.
 fn quiet_until_a_minute_ahead() -> (String, String, Instant) {
     let now = time::OffsetDateTime::now_utc();
-    let ahead = if now.second() >= 50 { 2 } else { 1 };
+    let ahead = if now.second() >= 40 { 2 } else { 1 };
     let end = (now + time::Duration::minutes(ahead)).replace_second(0).unwrap().replace_nanosecond(0).unwrap();
     let due = Instant::now() + Duration::from_secs_f64((end - now).as_seconds_f64());
     let hm = |t: time::OffsetDateTime| format!("{:02}:{:02}", t.hour(), t.minute());
