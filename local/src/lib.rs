@@ -105,6 +105,17 @@ pub struct Options {
     /// `--kafka <host:port>`: consume topic `notification.send` from this broker (CONTRACT §4,
     /// "Kafka locally"); off when `None`.
     pub kafka: Option<kafka::KafkaOptions>,
+    /// `HERALD_SCHEDULE_GROUP` (default [`DEFAULT_SCHEDULE_GROUP`]): with the aws backend, the
+    /// EventBridge Scheduler group herald-local keeps its schedules in (`--create-resources`
+    /// creates it).
+    pub schedule_group: String,
+    /// `HERALD_SCHEDULER_ROLE_ARN` (default [`DEFAULT_SCHEDULER_ROLE_ARN`], which moto does not
+    /// check): with the aws backend, the role its schedules name to send to the platform queue.
+    pub scheduler_role_arn: String,
+    /// With the aws backend: a fire at most this far ahead goes on the platform queue with SQS
+    /// `DelaySeconds` (whole seconds), a later one is an `at()` schedule herald-local fires to the
+    /// second. Zero by default; the cloud's bound is 15 minutes (at most that is used).
+    pub sqs_delay_limit: Duration,
 }
 
 impl Options {
@@ -155,9 +166,20 @@ impl Options {
             user_info_url: get(herald::platform::user_info::URL_VAR),
             user_info_token: get(herald::platform::user_info::TOKEN_VAR),
             kafka: None,
+            schedule_group: get("HERALD_SCHEDULE_GROUP").unwrap_or_else(|| DEFAULT_SCHEDULE_GROUP.into()),
+            scheduler_role_arn: get("HERALD_SCHEDULER_ROLE_ARN").unwrap_or_else(|| DEFAULT_SCHEDULER_ROLE_ARN.into()),
+            sqs_delay_limit: Duration::ZERO,
         })
     }
 }
+
+/// herald-local's schedule group when `HERALD_SCHEDULE_GROUP` is unset (the template's, with its
+/// default `NamePrefix`).
+pub const DEFAULT_SCHEDULE_GROUP: &str = "herald-platform";
+
+/// The role herald-local's schedules name when `HERALD_SCHEDULER_ROLE_ARN` is unset: a placeholder
+/// (moto does not check it; against AWS, give the stack's `PlatformSchedulerRole`).
+pub const DEFAULT_SCHEDULER_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/herald-local-scheduler";
 
 /// herald-local's sender when `HERALD_EMAIL_FROM` is unset (CONTRACT §9).
 pub const DEFAULT_EMAIL_FROM: &str = "herald@localhost";
@@ -342,6 +364,8 @@ pub enum StartError {
     Queues(#[from] sqs::SqsSetupError),
     #[error("could not create the SES identity {from}: {reason}")]
     EmailIdentity { from: String, reason: String },
+    #[error("EventBridge Scheduler: {0}")]
+    Schedules(String),
 }
 
 /// A running server.
@@ -409,7 +433,10 @@ impl Senders {
     }
 }
 
-async fn backend(options: &Options, faults: &Arc<Faults>) -> Result<(Arc<dyn Store>, Queues, Senders), StartError> {
+/// The store, the queues, where email and SMS go, and (aws) where schedules are kept.
+type Built = (Arc<dyn Store>, Queues, Senders, Option<herald::platform::schedule::eventbridge::EventBridgeScheduler>);
+
+async fn backend(options: &Options, faults: &Arc<Faults>) -> Result<Built, StartError> {
     if options.backend == Backend::Embedded {
         let queues = Queues {
             notifications: QueuePair::embedded(options.visibility_timeout),
@@ -421,7 +448,7 @@ async fn backend(options: &Options, faults: &Arc<Faults>) -> Result<(Arc<dyn Sto
         } else {
             Arc::new(MemoryStore::new())
         };
-        return Ok((store, queues, Senders::embedded()));
+        return Ok((store, queues, Senders::embedded(), None));
     }
     let sdk = match &options.sdk {
         Some(sdk) => sdk.clone(),
@@ -445,7 +472,29 @@ async fn backend(options: &Options, faults: &Arc<Faults>) -> Result<(Arc<dyn Sto
         fanout: QueuePair::sqs(&client, &options.fanout_queue_name, options).await?,
         platform: QueuePair::sqs(&client, &options.platform_queue_name, options).await?,
     };
-    Ok((Arc::new(store), queues, Senders::aws(messaging, options).await?))
+    let (platform_url, _) = queues.platform.urls().ok_or_else(|| StartError::Schedules("the platform queue is not an SQS queue".into()))?;
+    let schedules = schedules(messaging, &client, platform_url, options).await?;
+    Ok((Arc::new(store), queues, Senders::aws(messaging, options).await?, Some(schedules)))
+}
+
+/// The cloud's scheduler on the platform queue, over EventBridge Scheduler (moto's on this
+/// machine), with its group checked or created.
+async fn schedules(
+    sdk: &aws_config::SdkConfig,
+    client: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    options: &Options,
+) -> Result<herald::platform::schedule::eventbridge::EventBridgeScheduler, StartError> {
+    let durable = herald::platform::schedule::eventbridge::EventBridgeScheduler {
+        client: aws_sdk_scheduler::Client::new(sdk),
+        group: options.schedule_group.clone(),
+        role_arn: options.scheduler_role_arn.clone(),
+        queue_arn: sqs::queue_arn(client, queue_url).await?,
+        queue: herald::queue::SqsQueue::new(client.clone(), queue_url),
+        max_delay_secs: options.sqs_delay_limit.as_secs() as i64,
+    };
+    scheduler::ensure_group(&durable, options.create_resources).await.map_err(StartError::Schedules)?;
+    Ok(durable)
 }
 
 /// What `--backend aws` cannot start without, said in one sentence before any request is made
@@ -502,7 +551,7 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         _ => None,
     })?;
     let faults = Arc::new(Faults::new(options.faults.clone(), options.faults_seed, options.post_timeout));
-    let (store, queues, senders) = backend(&options, &faults).await?;
+    let (store, queues, senders, durable) = backend(&options, &faults).await?;
     let registry = Arc::new(Registry::new(options.connection_limits));
     let (mut queue, mut dead_letters) = queues.notifications.senders();
     let (mut fanout, _) = queues.fanout.senders();
@@ -527,16 +576,16 @@ pub async fn start(options: Options) -> Result<Server, StartError> {
         queue,
         dead_letters,
         fanout,
-        scheduler: Arc::new(scheduler::LocalScheduler::new(platform.clone())),
+        scheduler: Arc::new(match durable {
+            Some(durable) => scheduler::LocalScheduler::durable(platform.clone(), durable),
+            None => scheduler::LocalScheduler::new(platform.clone()),
+        }),
         platform,
         senders,
         user_info,
     });
-    if options.backend == Backend::Aws {
-        // The tables outlive a restart, this process's schedules do not: schedule again what waits.
-        let h = handlers.clone();
-        tokio::spawn(async move { scheduler::rearm(&h.scheduler, &*h.store).await });
-    }
+    // On the aws backend, what the schedule group keeps is fired by this process from now on.
+    tokio::spawn(scheduler::rearm(Arc::downgrade(&handlers.scheduler)));
     // The event source mappings: the notifications queue into `dispatch`, the fan-out queue
     // into the delivery workers.
     // With `consumer_crash`, an invocation of either may die at a random point.

@@ -213,6 +213,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         println!("  platform       {email}");
+        if let Some(group) = server.app.handlers.scheduler.group() {
+            println!("  schedules      EventBridge Scheduler group {group}{created}, fired by herald-local");
+        }
     } else {
         println!("  platform       email and SMS kept, not sent: GET http://{a}/outbox (admin token)");
     }

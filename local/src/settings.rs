@@ -81,8 +81,18 @@ pub const SETTINGS: &[Setting] = &[
     s("HERALD_REDELIVERY_QUEUE_URL", "", Lambda, "the delayed queue of ack-mode redelivery checks"),
     s("HERALD_PLATFORM_QUEUE_URL", "", Lambda, "the platform queue (platform-events, platform-admin, platform-worker)"),
     s("HERALD_PLATFORM_QUEUE_ARN", "", Lambda, "the platform queue's ARN: the target of EventBridge Scheduler's schedules"),
-    s("HERALD_SCHEDULE_GROUP", "", Lambda, "the EventBridge Scheduler group of Herald's schedules"),
-    s("HERALD_SCHEDULER_ROLE_ARN", "", Lambda, "the role EventBridge Scheduler assumes to send to the platform queue"),
+    s(
+        "HERALD_SCHEDULE_GROUP",
+        "herald-local: herald-platform",
+        Both,
+        "the EventBridge Scheduler group of Herald's schedules (herald-local --backend aws keeps its schedules there and fires them itself)",
+    ),
+    s(
+        "HERALD_SCHEDULER_ROLE_ARN",
+        "herald-local: a placeholder moto does not check",
+        Both,
+        "the role EventBridge Scheduler assumes to send to the platform queue",
+    ),
     s("HERALD_MANAGEMENT_ENDPOINT", "", Lambda, "the API Gateway management API endpoint"),
     s(
         "HERALD_EMAIL_FROM",

@@ -53,6 +53,17 @@ pub async fn queue_urls(client: &Client, name: &str, create: bool, visibility: D
     Ok((queue, dlq))
 }
 
+/// A queue's ARN (what EventBridge Scheduler's schedules target).
+pub async fn queue_arn(client: &Client, queue_url: &str) -> Result<String, SqsSetupError> {
+    let attributes =
+        client.get_queue_attributes().queue_url(queue_url).attribute_names(QueueAttributeName::QueueArn).send().await.map_err(err)?;
+    attributes
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .ok_or_else(|| SqsSetupError(format!("no ARN for {queue_url}")))
+}
+
 /// Long-polls `queue_url` forever, handing batches to `consume` (which returns the ids that
 /// failed) and deleting what succeeded.
 pub async fn poll<F, Fut>(client: Client, queue_url: String, visibility: Duration, consume: F)

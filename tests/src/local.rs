@@ -53,6 +53,9 @@ pub async fn spawn_with(on: On, adjust: impl FnOnce(&mut Options)) -> Server {
         options.queue_name = format!("q{}", uuid::Uuid::new_v4().simple());
         options.fanout_queue_name = format!("{}-fanout", options.queue_name);
         options.platform_queue_name = format!("{}-platform", options.queue_name);
+        // A schedule group of its own in moto's EventBridge Scheduler: a start lists only its
+        // server's schedules.
+        options.schedule_group = format!("{}-schedules", options.queue_name);
         // Email goes out through SES on moto, from a sender of this server's own, which is how
         // `sent_email` tells its mail from the other tests'.
         options.email_from = format!("herald-{}@example.com", uuid::Uuid::new_v4().simple());
@@ -78,10 +81,42 @@ pub async fn moto_sdk_config() -> aws_config::SdkConfig {
         .await
 }
 
+/// The names of the schedules kept in moto's EventBridge Scheduler for `server` (its group).
+pub async fn kept_schedules(server: &Server) -> Vec<String> {
+    let group = server.app.handlers.scheduler.group().expect("the aws backend keeps schedules").to_string();
+    let client = aws_sdk_scheduler::Client::new(&moto_sdk_config().await);
+    let mut names = Vec::new();
+    let mut token = None;
+    loop {
+        let page = client.list_schedules().group_name(&group).set_next_token(token).send().await.expect("moto lists the schedules");
+        names.extend(page.schedules().iter().filter_map(|s| s.name().map(String::from)));
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    names.sort();
+    names
+}
+
 /// What moto holds, as its `/moto-api/data.json` shows it.
+///
+/// A look is tried again when it fails: moto 5.2 writes an empty schedule group's schedules into
+/// that JSON by reference, so a schedule created while it is written makes it answer 500.
 pub async fn moto_data() -> Value {
     let endpoint = std::env::var(MOTO_VAR).unwrap_or_else(|_| panic!("{MOTO_VAR} is not set: run the suite with `./scripts/test`"));
-    reqwest::get(format!("{endpoint}/moto-api/data.json")).await.expect("moto answers").json().await.expect("moto's data is JSON")
+    let mut last = String::new();
+    for _ in 0..10 {
+        let response = reqwest::get(format!("{endpoint}/moto-api/data.json")).await.expect("moto answers");
+        let status = response.status();
+        match response.json::<Value>().await {
+            Ok(data) if status.is_success() => return data,
+            Ok(_) => last = format!("status {status}"),
+            Err(e) => last = format!("status {status}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("moto's data is not JSON after 10 looks: {last}")
 }
 
 /// The email herald-local sent, oldest first, each `{"to","subject","body"[,"html"]}`: on the

@@ -413,23 +413,57 @@ async fn a_recurrence_fires_on_its_schedule(on: On) {
     assert_eq!((status, reply["status"].as_str()), (200, Some("cancelled")), "{reply}");
 }
 
-/// The same tables and queues for two servers in turn.
-fn same_resources(prefix: &str, queue: &str) -> impl FnOnce(&mut herald_local::Options) + use<> {
-    let (prefix, queue) = (prefix.to_string(), queue.to_string());
-    move |o| {
-        o.tables = herald::store::tables::TableNames::with_prefix(&prefix);
-        o.queue_name = queue.clone();
-        o.fanout_queue_name = format!("{queue}-fanout");
-        o.platform_queue_name = format!("{queue}-platform");
+/// The resources of one herald-local on `--backend aws` that outlive it: its tables, queues,
+/// schedule group and sender, for the servers that follow it.
+#[derive(Clone)]
+struct Kept {
+    prefix: String,
+    queue: String,
+    email_from: String,
+}
+
+impl Kept {
+    fn new() -> Self {
+        let queue = format!("q{}", uuid::Uuid::new_v4().simple());
+        Self { prefix: herald_tests::dynamo::unique_prefix(), email_from: format!("herald-{queue}@example.com"), queue }
+    }
+
+    /// A server on these resources (the first one creates them).
+    async fn start(&self) -> Server {
+        let kept = self.clone();
+        herald_tests::local::spawn_with(On::DynamoDbLocal, move |o| {
+            o.tables = herald::store::tables::TableNames::with_prefix(&kept.prefix);
+            o.queue_name = kept.queue.clone();
+            o.fanout_queue_name = format!("{}-fanout", kept.queue);
+            o.platform_queue_name = format!("{}-platform", kept.queue);
+            o.schedule_group = format!("{}-schedules", kept.queue);
+            // Mail from either server counts: a fire twice would show.
+            o.email_from = kept.email_from.clone();
+        })
+        .await
     }
 }
 
-/// herald-local's schedules live in its process; on `--backend aws` a restart schedules again what
-/// the mailings table says is waiting (the first server's schedules die with it).
+/// Waits until every schedule kept for `server` has gone (fired and deleted, or cancelled).
+async fn until_no_kept_schedule(server: &Server, within: Duration) {
+    let start = Instant::now();
+    loop {
+        let kept = herald_tests::local::kept_schedules(server).await;
+        if kept.is_empty() {
+            return;
+        }
+        assert!(start.elapsed() < within, "still kept after {within:?}: {kept:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// On `--backend aws` herald-local keeps its schedules in moto's EventBridge Scheduler (the one-time
+/// fire of a scheduled mailing an `at()` schedule) and fires them itself: a restart arms again
+/// what the group keeps, here a send_at that comes after the restart; fired, it is deleted.
 #[tokio::test]
 async fn a_restart_schedules_again_what_waits() {
-    let (prefix, queue) = (herald_tests::dynamo::unique_prefix(), format!("q{}", uuid::Uuid::new_v4().simple()));
-    let first = herald_tests::local::spawn_with(On::DynamoDbLocal, same_resources(&prefix, &queue)).await;
+    let kept = Kept::new();
+    let first = kept.start().await;
     promo(&first, &["ann"]).await;
     let (at, due) = in_secs(3);
     let m = create(
@@ -437,12 +471,174 @@ async fn a_restart_schedules_again_what_waits() {
         json!({"name":"later","template":"promo","channels":["email"],"audience":{"users":["ann"]},"data":{"offer":"r"},"send_at":at}),
     )
     .await;
+    let id = m["id"].as_str().unwrap();
+    assert_eq!(herald_tests::local::kept_schedules(&first).await, [format!("fire-{id}")]);
     first.stop().await;
-    let second = herald_tests::local::spawn_with(On::DynamoDbLocal, same_resources(&prefix, &queue)).await;
+    let second = kept.start().await;
     let (mail, came) = until_outbox(&second, 1, Duration::from_secs(8)).await;
     assert!(came.by >= due, "sent before its time");
     assert_eq!(mail[0]["to"], "ann@example.com");
-    until_status(&second, m["id"].as_str().unwrap(), "sent", Duration::from_secs(5)).await;
+    until_status(&second, id, "sent", Duration::from_secs(5)).await;
+    until_no_kept_schedule(&second, Duration::from_secs(2)).await;
+}
+
+/// Quiet hours (UTC) that end at the next whole minute at least 20 s away (the first server
+/// must be stopped by then): `(start, end, due)`.
+fn quiet_until_a_minute_ahead() -> (String, String, Instant) {
+    let now = time::OffsetDateTime::now_utc();
+    let ahead = if now.second() >= 40 { 2 } else { 1 };
+    let end = (now + time::Duration::minutes(ahead)).replace_second(0).unwrap().replace_nanosecond(0).unwrap();
+    let due = Instant::now() + Duration::from_secs_f64((end - now).as_seconds_f64());
+    let hm = |t: time::OffsetDateTime| format!("{:02}:{:02}", t.hour(), t.minute());
+    (hm(now - time::Duration::hours(1)), hm(end), due)
+}
+
+/// What no index lists is kept too: a kept event's `send_at` whose time passes while no
+/// herald-local runs fires at the next start, and a held notification's release fires at the
+/// end of the quiet hours from the server started after it was held; each sends once (a third
+/// start finds nothing left to fire).
+#[tokio::test]
+async fn a_kept_event_and_a_held_release_fire_once_after_a_restart() {
+    let kept = Kept::new();
+    let first = kept.start().await;
+    promo(&first, &["ann"]).await;
+    let (start, end, release_due) = quiet_until_a_minute_ahead();
+    admin_ok(&first, "PUT", "/users/sleepy", json!({"email":"sleepy@example.com","quiet_hours":{"start":start,"end":end}})).await;
+    let (at, event_due) = in_secs(3);
+    let body = json!({"event":"reminder","user_id":"ann","title":"Soon","body":"It is time","channels":["email"],"send_at":at});
+    let (status, event) = call(&first, "POST", "/events", Some(&publisher()), Some(body)).await;
+    assert_eq!(status, 202, "{event}");
+    let event_id = event["id"].as_str().unwrap().to_string();
+    let made =
+        create(&first, json!({"name":"q","template":"promo","channels":["email"],"audience":{"users":["sleepy"]},"data":{"offer":"o"}}))
+            .await;
+    let mailing_id = made["id"].as_str().unwrap().to_string();
+    let held = until_status(&first, &mailing_id, "sent", Duration::from_secs(10)).await;
+    assert_eq!(held["counts"], json!({"email": {"held": 1}}), "{held}");
+    let record = history(&first, &format!("mailing_id={mailing_id}")).await[0].clone();
+    assert_eq!(record["status"], "held", "{record}");
+    let mut want = vec![format!("fire-{event_id}"), format!("release-{}", record["id"].as_str().unwrap())];
+    want.sort();
+    assert_eq!(herald_tests::local::kept_schedules(&first).await, want, "both are kept in the schedule group");
+    first.stop().await;
+    // Nothing runs when the event is due.
+    tokio::time::sleep(event_due.saturating_duration_since(Instant::now()) + Duration::from_millis(500)).await;
+    assert!(sent_email_of(&kept).await.is_empty(), "sent while no herald-local ran");
+
+    let second = kept.start().await;
+    let (mail, _) = until_outbox(&second, 1, Duration::from_secs(5)).await;
+    assert_eq!((mail[0]["to"].as_str(), mail[0]["subject"].as_str()), (Some("ann@example.com"), Some("Soon")), "{mail:?}");
+    let (mail, came) = until_outbox(&second, 2, release_due.saturating_duration_since(Instant::now()) + Duration::from_secs(10)).await;
+    assert!(came.by >= release_due, "released before the quiet hours ended");
+    assert_eq!(mail[1]["to"], "sleepy@example.com", "{mail:?}");
+    until_no_kept_schedule(&second, Duration::from_secs(2)).await;
+    let records = history(&second, &format!("mailing_id={mailing_id}")).await;
+    assert_eq!((records.len(), records[0]["status"].as_str()), (1, Some("sent")), "{records:?}");
+    assert_eq!(mailing(&second, &mailing_id).await["counts"], json!({"email": {"sent": 1}}));
+    let records = history(&second, &format!("event_id={event_id}")).await;
+    assert_eq!((records.len(), records[0]["status"].as_str()), (1, Some("sent")), "{records:?}");
+    second.stop().await;
+
+    let third = kept.start().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(third.app.handlers.scheduler.pending(), 0, "nothing left to fire");
+    assert_eq!(sent_email(&third).await.len(), 2, "each sent once");
+}
+
+/// The email a server on `kept` would show (any server on them: the same sender).
+async fn sent_email_of(kept: &Kept) -> Vec<Value> {
+    let from = kept.email_from.as_str();
+    herald_tests::local::moto_data().await["ses"]["Message"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["source"] == from)
+        .cloned()
+        .collect()
+}
+
+/// Cancelling a mailing, a recurrence or a kept event deletes its kept schedule: the next start
+/// arms nothing and nothing is sent; schedules in the group it cannot fire (not Herald's, or
+/// another queue's) are skipped, and the start goes on.
+#[tokio::test]
+async fn a_cancel_removes_the_kept_schedule_and_a_restart_fires_nothing() {
+    let kept = Kept::new();
+    let first = kept.start().await;
+    promo(&first, &["ann"]).await;
+    let (at, due) = in_secs(3);
+    let once = create(
+        &first,
+        json!({"name":"c","template":"promo","channels":["email"],"audience":{"users":["ann"]},"data":{"offer":"z"},"send_at":at}),
+    )
+    .await;
+    let every = create(
+        &first,
+        json!({"name":"r","template":"promo","channels":["email"],"audience":{"users":["ann"]},"data":{"offer":"z"},
+               "recurrence":{"cron":"* * * * *","timezone":"UTC"}}),
+    )
+    .await;
+    let body = json!({"event":"e","user_id":"ann","title":"T","channels":["email"],"send_at":at,"transaction_id":"tx-kept"});
+    let (status, event) = call(&first, "POST", "/events", Some(&publisher()), Some(body)).await;
+    assert_eq!(status, 202, "{event}");
+    let (once, every) = (once["id"].as_str().unwrap(), every["id"].as_str().unwrap());
+    let mut want = vec![format!("fire-{once}"), format!("cron-{every}"), format!("fire-{}", event["id"].as_str().unwrap())];
+    want.sort();
+    assert_eq!(herald_tests::local::kept_schedules(&first).await, want);
+    for id in [once, every] {
+        let (status, reply) = call(&first, "POST", &format!("/mailings/{id}/cancel"), Some(&admin_token()), None).await;
+        assert_eq!((status, reply["status"].as_str()), (200, Some("cancelled")), "{reply}");
+    }
+    let (status, reply) = call(&first, "DELETE", "/events/tx-kept", Some(&publisher()), None).await;
+    assert_eq!((status, reply["status"].as_str()), (200, Some("cancelled")), "{reply}");
+    assert_eq!(herald_tests::local::kept_schedules(&first).await, Vec::<String>::new(), "cancelled schedules are deleted");
+    first.stop().await;
+    // What herald-local cannot fire, or is another queue's, stays in the group unfired: each is
+    // past and deleted once fired, so a fire would show as a missing schedule.
+    let fire = PlatformMessage::Fire { mailing_id: once.to_string(), at: None }.to_json();
+    let foreign = kept_elsewhere(
+        &kept,
+        &[
+            ("another-queue", "at(2020-01-01T00:00:00)", false, fire.as_str()),
+            ("not-a-message", "at(2020-01-01T00:00:00)", true, r#"{"launch":1}"#),
+            ("not-herald-s", "rate(5 minutes)", true, fire.as_str()),
+        ],
+    )
+    .await;
+    let second = kept.start().await;
+    tokio::time::sleep(due.saturating_duration_since(Instant::now()) + Duration::from_millis(1500)).await;
+    assert_eq!(second.app.handlers.scheduler.pending(), 0, "a restart armed a cancelled schedule");
+    assert!(sent_email(&second).await.is_empty(), "a cancelled mailing or event sent");
+    assert_eq!(herald_tests::local::kept_schedules(&second).await, foreign, "what herald-local cannot fire is left alone");
+}
+
+/// Schedules put in `kept`'s group by hand, `(name, expression, targets its platform queue, input)`,
+/// deleted after they fire; their names, sorted.
+async fn kept_elsewhere(kept: &Kept, schedules: &[(&str, &str, bool, &str)]) -> Vec<String> {
+    use aws_sdk_scheduler::types::{ActionAfterCompletion, FlexibleTimeWindow, FlexibleTimeWindowMode, Target};
+    let sdk = herald_tests::local::moto_sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let url = sqs.get_queue_url().queue_name(format!("{}-platform", kept.queue)).send().await.unwrap().queue_url.unwrap();
+    let attributes = sqs.get_queue_attributes().queue_url(url).attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn);
+    let ours = attributes.send().await.unwrap().attributes.unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone();
+    let client = aws_sdk_scheduler::Client::new(&sdk);
+    let mut names = Vec::new();
+    for (name, expression, to_ours, input) in schedules {
+        let arn = if *to_ours { ours.clone() } else { "arn:aws:sqs:us-east-1:123456789012:elsewhere".to_string() };
+        client
+            .create_schedule()
+            .name(*name)
+            .group_name(format!("{}-schedules", kept.queue))
+            .schedule_expression(*expression)
+            .flexible_time_window(FlexibleTimeWindow::builder().mode(FlexibleTimeWindowMode::Off).build().unwrap())
+            .target(Target::builder().arn(arn).role_arn(herald_local::DEFAULT_SCHEDULER_ROLE_ARN).input(*input).build().unwrap())
+            .action_after_completion(ActionAfterCompletion::Delete)
+            .send()
+            .await
+            .unwrap();
+        names.push(name.to_string());
+    }
+    names.sort();
+    names
 }
 
 on_both!(

@@ -231,6 +231,32 @@ impl Cron {
         }
         Ok(expression)
     }
+
+    /// The cron of an EventBridge Scheduler `cron(minutes hours day-of-month month day-of-week
+    /// year)` expression, as [`Cron::to_eventbridge`] writes them: days of the week 1-7 from
+    /// Sunday (or `SUN`…`SAT`), `?` for a free day field, the year `*`. What Herald never writes
+    /// (`L`, `W`, `#`, a year) is refused.
+    pub fn from_eventbridge(expression: &str) -> Result<Self, CronError> {
+        let inner = expression
+            .strip_prefix("cron(")
+            .and_then(|r| r.strip_suffix(')'))
+            .ok_or_else(|| CronError(format!("{expression:?} is not a cron(...) expression")))?;
+        let fields: Vec<&str> = inner.split_whitespace().collect();
+        if fields.len() != 6 {
+            return Err(CronError(format!("{expression:?} has {} field(s): an EventBridge cron has 6", fields.len())));
+        }
+        if fields[5] != "*" {
+            return Err(CronError(format!("{expression:?}: a year other than * is not one of Herald's schedules")));
+        }
+        let (minutes, _) = parse_field(&MINUTE, fields[0], false)?;
+        let (hours, _) = parse_field(&HOUR, fields[1], false)?;
+        let (days, dom_any) = parse_field(&DAY_OF_MONTH, fields[2], true)?;
+        let (months, _) = parse_field(&MONTH, fields[3], false)?;
+        // EventBridge's days of the week: Sunday = 1 … Saturday = 7; ours: Sunday = 0 … 6.
+        let field = Field { name: "day of week", min: 1, max: 7, names: DAY_OF_WEEK.names };
+        let (shifted, dow_any) = parse_field(&field, fields[4], true)?;
+        Ok(Self { minutes, hours, days, months, weekdays: shifted >> 1, dom_any, dow_any })
+    }
 }
 
 /// A field's values as EventBridge takes them: `*`, `a/step` (when `steps` and the values are a
@@ -379,6 +405,32 @@ mod tests {
         assert!(eb("0 9 1 * MON").unwrap_err().0.contains("both"));
     }
 
+    #[test]
+    fn eventbridge_expressions_read_back() {
+        for text in [
+            "*/15 * * * *",
+            "30 9 * * MON-FRI",
+            "0 0 * * 0",
+            "0 0 * * 7,6",
+            "0 8 1 JAN,JUL *",
+            "5,6,7,20 1-3 1-5 * ?",
+            "0 9 1 * *",
+            "* * * * *",
+            "0 12 * * SAT",
+        ] {
+            let cron = Cron::parse(text).unwrap();
+            let expression = cron.to_eventbridge().unwrap();
+            assert_eq!(Cron::from_eventbridge(&expression).unwrap(), cron, "{text} as {expression}");
+        }
+        // EventBridge's names of days, and Sunday as 1.
+        assert_eq!(Cron::from_eventbridge("cron(0 9 ? * SUN,SAT *)").unwrap(), Cron::parse("0 9 * * 0,6").unwrap());
+        for bad in
+            ["cron(0 9 * * ?)", "cron(0 9 ? * 2 2027)", "cron(0 9 L * ? *)", "cron(0 9 ? * 2#1 *)", "at(2026-01-01T00:00:00)", "0 9 * * *"]
+        {
+            assert!(Cron::from_eventbridge(bad).is_err(), "{bad}");
+        }
+    }
+
     /// A small deterministic generator (xorshift64*).
     struct Rng(u64);
 
@@ -404,7 +456,12 @@ mod tests {
             let n = rng.next() % 16;
             let text: String = (0..n).map(|_| rng.pick(&tokens)).collect();
             if let Ok(cron) = Cron::parse(&text) {
-                let _ = cron.to_eventbridge();
+                if let Ok(expression) = cron.to_eventbridge() {
+                    // Read back, it runs when it did (`1-31` may come back as `*`).
+                    let back = Cron::from_eventbridge(&expression).unwrap_or_else(|e| panic!("{text} as {expression}: {e}"));
+                    let from = ts("2026-01-01T00:00:00Z");
+                    assert_eq!(back.next_runs(&TimeZone::UTC, from, 3), cron.next_runs(&TimeZone::UTC, from, 3), "{text} as {expression}");
+                }
                 let _ = cron.next_runs(&TimeZone::UTC, ts("2026-01-01T00:00:00Z"), 2);
             }
         }

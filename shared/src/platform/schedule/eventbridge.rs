@@ -6,6 +6,9 @@
 //!
 //! An SQS-delayed message cannot be taken back: cancelling one leaves it to the worker, which
 //! finds its mailing cancelled and sends nothing.
+//!
+//! A delay is rounded up to the whole second (SQS's and `at()`'s unit): a fire never comes before
+//! its time.
 
 use async_trait::async_trait;
 use aws_sdk_scheduler::error::ProvideErrorMetadata;
@@ -18,6 +21,18 @@ use crate::queue::SqsQueue;
 /// SQS's longest `DelaySeconds`.
 pub const MAX_DELAY_SECS: i64 = 15 * 60;
 
+/// What EventBridge Scheduler replaces, in a target's input, with the time the run was scheduled for.
+pub const SCHEDULED_TIME: &str = "<aws.scheduler.scheduled-time>";
+
+/// How a one-time fire was kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kept {
+    /// On the platform queue, with SQS `DelaySeconds`.
+    Delayed,
+    /// As an `at()` schedule, deleted once it has fired.
+    Schedule,
+}
+
 /// EventBridge Scheduler and the platform queue.
 #[derive(Debug, Clone)]
 pub struct EventBridgeScheduler {
@@ -29,26 +44,64 @@ pub struct EventBridgeScheduler {
     /// The platform queue's ARN (`HERALD_PLATFORM_QUEUE_ARN`) and the queue itself.
     pub queue_arn: String,
     pub queue: SqsQueue,
+    /// A fire at most this many seconds ahead rides SQS `DelaySeconds`, a later one is an `at()`
+    /// schedule: [`MAX_DELAY_SECS`] in the cloud; herald-local sets 0 (it fires its `at()`
+    /// schedules itself, to the second, where a delayed SQS message comes in whole seconds).
+    pub max_delay_secs: i64,
 }
 
-fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(e: &E) -> ScheduleError {
-    let text = format!("{}: {}", e.code().unwrap_or("error"), e.message().unwrap_or("no message"));
+/// A Scheduler error as a [`ScheduleError`]: a refusal of the request, or the service unavailable
+/// (with the whole chain of causes when no service answered, e.g. the connection was refused).
+pub fn classify<E: ProvideErrorMetadata + std::error::Error>(e: &E) -> ScheduleError {
+    let text = match e.code() {
+        Some(code) => format!("{code}: {}", e.message().unwrap_or("no message")),
+        None => aws_sdk_scheduler::error::DisplayErrorContext(e).to_string(),
+    };
     match e.code() {
         Some("ValidationException" | "ServiceQuotaExceededException") => ScheduleError::Refused(text),
         _ => ScheduleError::Unavailable(text),
     }
 }
 
-/// The `at()` expression of an instant, in UTC (`at(2026-12-07T10:00:00)`).
+/// Whole seconds from now until `at`, rounded up (negative when it is past).
+fn seconds_until(at: time::OffsetDateTime) -> i64 {
+    let d = at - crate::domain::now();
+    d.whole_seconds() + i64::from(d.subsec_nanoseconds() > 0)
+}
+
+/// The `at()` expression of an instant, in UTC, rounded up to the second (`at(2026-12-07T10:00:00)`).
 pub fn at_expression(at: time::OffsetDateTime) -> String {
-    let t = at.to_offset(time::UtcOffset::UTC);
+    let mut t = at.to_offset(time::UtcOffset::UTC);
+    if t.nanosecond() > 0 {
+        t = t.replace_nanosecond(0).unwrap_or(t) + time::Duration::SECOND;
+    }
     format!("at({:04}-{:02}-{:02}T{:02}:{:02}:{:02})", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second())
+}
+
+/// The instant of an `at()` expression (`at(2026-12-07T10:00:00)`), a local time in `timezone`
+/// (a schedule's `ScheduleExpressionTimezone`; Herald's are UTC).
+pub fn parse_at_expression(expression: &str, timezone: &str) -> Result<time::OffsetDateTime, String> {
+    let text = expression
+        .strip_prefix("at(")
+        .and_then(|r| r.strip_suffix(')'))
+        .ok_or_else(|| format!("{expression:?} is not an at(yyyy-mm-ddThh:mm:ss) expression"))?;
+    let civil = jiff::civil::DateTime::strptime("%Y-%m-%dT%H:%M:%S", text)
+        .map_err(|e| format!("{expression:?} is not an at(yyyy-mm-ddThh:mm:ss) expression: {e}"))?;
+    let tz = jiff::tz::TimeZone::get(timezone).map_err(|e| format!("the time zone {timezone:?}: {e}"))?;
+    let at = civil.to_zoned(tz).map_err(|e| format!("{expression:?} in {timezone}: {e}"))?;
+    time::OffsetDateTime::from_unix_timestamp(at.timestamp().as_second()).map_err(|e| format!("{expression:?}: {e}"))
 }
 
 /// What a recurring schedule sends: a fire with EventBridge's own scheduled time.
 pub fn cron_input(mailing_id: &str) -> String {
-    let m = PlatformMessage::Fire { mailing_id: mailing_id.to_string(), at: Some("<aws.scheduler.scheduled-time>".into()) };
+    let m = PlatformMessage::Fire { mailing_id: mailing_id.to_string(), at: Some(SCHEDULED_TIME.into()) };
     m.to_json()
+}
+
+/// A target's input as EventBridge Scheduler delivers it for a run scheduled at `at`:
+/// [`SCHEDULED_TIME`] replaced by that time (RFC 3339, UTC).
+pub fn scheduled_input(input: &str, at: time::OffsetDateTime) -> String {
+    input.replace(SCHEDULED_TIME, &crate::domain::rfc3339(at.to_offset(time::UtcOffset::UTC)))
 }
 
 impl EventBridgeScheduler {
@@ -62,7 +115,24 @@ impl EventBridgeScheduler {
             role_arn: required("HERALD_SCHEDULER_ROLE_ARN")?,
             queue_arn: required("HERALD_PLATFORM_QUEUE_ARN")?,
             queue: SqsQueue::new(aws_sdk_sqs::Client::new(sdk), required("HERALD_PLATFORM_QUEUE_URL")?),
+            max_delay_secs: MAX_DELAY_SECS,
         })
+    }
+
+    /// A fire at `at` of `message` under `name`: on the queue with a delay, or as an `at()`
+    /// schedule; which one it became.
+    pub async fn keep_at(&self, name: &str, at: time::OffsetDateTime, message: &PlatformMessage) -> Result<Kept, ScheduleError> {
+        let delay = seconds_until(at);
+        if delay <= self.max_delay_secs.min(MAX_DELAY_SECS) {
+            let seconds = i32::try_from(delay.max(0)).unwrap_or(0);
+            return self
+                .queue
+                .send_delayed(&message.to_json(), seconds)
+                .await
+                .map(|_| Kept::Delayed)
+                .map_err(|e| ScheduleError::Unavailable(e.to_string()));
+        }
+        self.put(name, at_expression(at), "UTC", message.to_json(), Some(ActionAfterCompletion::Delete)).await.map(|()| Kept::Schedule)
     }
 
     fn target(&self, input: String) -> Result<Target, ScheduleError> {
@@ -123,17 +193,7 @@ impl EventBridgeScheduler {
 #[async_trait]
 impl Scheduler for EventBridgeScheduler {
     async fn schedule_at(&self, name: &str, at: time::OffsetDateTime, message: &PlatformMessage) -> Result<(), ScheduleError> {
-        let delay = (at - crate::domain::now()).whole_seconds();
-        if delay <= MAX_DELAY_SECS {
-            let seconds = i32::try_from(delay.max(0)).unwrap_or(0);
-            return self
-                .queue
-                .send_delayed(&message.to_json(), seconds)
-                .await
-                .map(|_| ())
-                .map_err(|e| ScheduleError::Unavailable(e.to_string()));
-        }
-        self.put(name, at_expression(at), "UTC", message.to_json(), Some(ActionAfterCompletion::Delete)).await
+        self.keep_at(name, at, message).await.map(|_| ())
     }
 
     async fn schedule_cron(&self, name: &str, cron: &str, timezone: &str, mailing_id: &str) -> Result<(), ScheduleError> {
@@ -164,8 +224,41 @@ mod tests {
     fn expressions() {
         let at = time::macros::datetime!(2026-12-07 11:05:09 +01:00);
         assert_eq!(at_expression(at), "at(2026-12-07T10:05:09)");
+        // Rounded up: never before the time asked for.
+        assert_eq!(at_expression(time::macros::datetime!(2026-12-07 10:05:09.001 UTC)), "at(2026-12-07T10:05:10)");
         let input: serde_json::Value = serde_json::from_str(&cron_input("m1")).unwrap();
         assert_eq!(input, serde_json::json!({"type":"fire","mailing_id":"m1","at":"<aws.scheduler.scheduled-time>"}));
+    }
+
+    #[test]
+    fn at_expressions_read_back_in_their_zone() {
+        let at = time::macros::datetime!(2026-12-07 10:05:09 UTC);
+        assert_eq!(parse_at_expression(&at_expression(at), "UTC").unwrap(), at);
+        // A local time in the schedule's zone (Berlin is UTC+1 in December).
+        assert_eq!(parse_at_expression("at(2026-12-07T11:05:09)", "Europe/Berlin").unwrap(), at);
+        for (bad, zone) in [
+            ("at(2026-12-07)", "UTC"),
+            ("at(2026-12-07T10:05)", "UTC"),
+            ("at(2026-12-07T10:05:09Z)", "UTC"),
+            ("at(tomorrow)", "UTC"),
+            ("cron(0 9 * * ? *)", "UTC"),
+            ("rate(5 minutes)", "UTC"),
+            ("at(2026-12-07T10:05:09", "UTC"),
+            ("at(2026-12-07T10:05:09)", "Europe/Atlantis"),
+        ] {
+            assert!(parse_at_expression(bad, zone).is_err(), "{bad} in {zone}");
+        }
+    }
+
+    #[test]
+    fn the_scheduled_time_is_put_in_the_input() {
+        let at = time::macros::datetime!(2026-12-07 11:00:00 +01:00);
+        let input = scheduled_input(&cron_input("m1"), at);
+        let fire: PlatformMessage = serde_json::from_str(&input).unwrap();
+        assert_eq!(fire, PlatformMessage::Fire { mailing_id: "m1".into(), at: Some("2026-12-07T10:00:00Z".into()) });
+        // An input without the placeholder is delivered as it is.
+        let release = PlatformMessage::Release { notification_id: "n".into() }.to_json();
+        assert_eq!(scheduled_input(&release, at), release);
     }
 
     /// Answers each request in turn with `(status, error type, body)`.
@@ -207,6 +300,7 @@ mod tests {
             role_arn: "arn:aws:iam::1:role/scheduler".into(),
             queue_arn: "arn:aws:sqs:us-east-1:1:herald-platform".into(),
             queue: SqsQueue::new(aws_sdk_sqs::Client::from_conf(sqs_config.build()), "http://aws.test/1/herald-platform"),
+            max_delay_secs: MAX_DELAY_SECS,
         }
     }
 
@@ -241,6 +335,19 @@ mod tests {
             (&created[0]["Target"]["Arn"], &created[0]["Target"]["RoleArn"], &created[0]["Target"]["Input"]),
             (&json!("arn:aws:sqs:us-east-1:1:herald-platform"), &json!("arn:aws:iam::1:role/scheduler"), &json!(fire.to_json()))
         );
+    }
+
+    #[tokio::test]
+    async fn with_no_delay_bound_every_later_fire_is_a_schedule_and_a_past_one_rides_sqs_at_once() {
+        let (eb, sqs) = (replay(&[CREATED]), replay(&[(200, "", r#"{"MessageId":"m"}"#)]));
+        let s = EventBridgeScheduler { max_delay_secs: 0, ..scheduler(eb.clone(), sqs.clone()) };
+        let fire = PlatformMessage::Fire { mailing_id: "m1".into(), at: None };
+        let soon = crate::domain::now() + time::Duration::milliseconds(1500);
+        assert_eq!(s.keep_at("fire-m1", soon, &fire).await.unwrap(), Kept::Schedule);
+        assert_eq!(bodies(&eb)[0]["ScheduleExpression"], at_expression(soon));
+        let past = crate::domain::now() - time::Duration::minutes(1);
+        assert_eq!(s.keep_at("fire-m1", past, &fire).await.unwrap(), Kept::Delayed);
+        assert_eq!(bodies(&sqs)[0]["DelaySeconds"], 0);
     }
 
     #[tokio::test]
