@@ -699,19 +699,28 @@ async function composeView(params) {
   const form = h("form", {});
   const checked = (group) => (form.querySelector(`input[name=${group}]:checked`) || {}).value;
 
+  // Only the answer to the latest question is shown: an earlier one that comes late (the cron
+  // typed, then the time zone) would show runs for what the form no longer says.
+  let asked = 0;
   const updateRuns = debounce(cron, async () => {
+    const ask = ++asked;
     if (checked("when") !== "recurring") {
       runs.replaceChildren();
+      delete runs.dataset.for;
       showError(runsErr, null);
       return;
     }
+    const [c, z] = [cron.value.trim(), zone.value.trim()];
     try {
-      const r = await api("POST", "/mailings/next-runs", { recurrence: { cron: cron.value.trim(), timezone: zone.value.trim() } });
+      const r = await api("POST", "/mailings/next-runs", { recurrence: { cron: c, timezone: z } });
+      if (ask !== asked) return;
       showError(runsErr, null);
-      const z = zone.value.trim();
       runs.replaceChildren(h("strong", {}, "Next 5 runs"), h("ol", { class: "runs" }, r.next_runs.map((t) => h("li", {}, `${fmtTime(t, z)} (${t})`))));
+      runs.dataset.for = `${c}|${z}`;
     } catch (e) {
+      if (ask !== asked) return;
       runs.replaceChildren();
+      delete runs.dataset.for;
       showError(runsErr, e);
     }
   }, 300);
