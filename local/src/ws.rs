@@ -284,6 +284,13 @@ pub const WRITE_COALESCE_BYTES: usize = 4 * 1024;
 /// One operation on the socket within the write timeout: `false` when it failed or stayed
 /// blocked past the timeout.
 async fn within(write_timeout: Duration, op: impl Future<Output = Result<(), axum::Error>>) -> bool {
+    // Most operations complete at their first poll (the socket takes the bytes): no timer, no
+    // clock read then. One that would block is timed from that moment.
+    let mut op = std::pin::pin!(op);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(op.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(done) = first {
+        return done.is_ok();
+    }
     match tokio::time::timeout(write_timeout, op).await {
         Ok(Ok(())) => true,
         Ok(Err(_)) => false,
@@ -303,6 +310,10 @@ async fn write_queue(mut sink: SplitSink<WebSocket, Message>, mut outbox: Outbox
     while let Some(item) = next.take() {
         match item {
             Outbound::Frame(mut frame) => {
+                // Let the tasks that are ready run first: under a fan-out, the frames they post
+                // meanwhile go out with this one (one write instead of one per frame); alone, the
+                // frame goes out as soon as the scheduler comes back.
+                tokio::task::yield_now().await;
                 loop {
                     if !within(write_timeout, sink.feed(to_message(frame))).await {
                         return WriterEnd::Failed;

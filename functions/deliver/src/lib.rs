@@ -17,13 +17,14 @@
 //! redelivery check before the post.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use futures::StreamExt;
 use herald::config::DeliveryConfig;
 use herald::delivery::{DeliveryError, Redelivery, RedeliveryTimer};
-use herald::domain::{AckMode, BatchState, Encoding, Push, Target, age, epoch_secs, now};
+use herald::domain::{AckMode, BatchState, Encoding, Push, Target, age_at, epoch_secs, now, parse_rfc3339};
 use herald::gateway::{Frame, Gateway, GatewayError};
 use herald::metrics::{self, Counter, Histogram};
 use herald::protocol::encode_push;
@@ -65,7 +66,15 @@ impl DeliveryBatch {
 
     /// The batches of a push's targets, [`BATCH_SIZE`] at a time.
     pub fn split(key: &str, push: &Push, targets: Vec<Target>) -> Vec<Self> {
-        targets.chunks(BATCH_SIZE).map(|chunk| Self::new(key, push, chunk.to_vec())).collect()
+        let mut batches = Vec::with_capacity(targets.len().div_ceil(BATCH_SIZE));
+        let mut targets = targets.into_iter();
+        loop {
+            let chunk: Vec<Target> = targets.by_ref().take(BATCH_SIZE).collect();
+            if chunk.is_empty() {
+                return batches;
+            }
+            batches.push(Self::new(key, push, chunk));
+        }
     }
 }
 
@@ -104,11 +113,16 @@ pub enum DeliverError {
 /// management API's quota is the account's, not the connection's.
 #[derive(Default)]
 struct RateBudget {
+    /// Whether any post was throttled yet: until then, no post takes the lock.
+    throttled: AtomicBool,
     paused_until: Mutex<Option<Instant>>,
 }
 
 impl RateBudget {
     async fn wait(&self) {
+        if !self.throttled.load(Ordering::Acquire) {
+            return;
+        }
         let until = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(until) = until {
             tokio::time::sleep_until(until).await;
@@ -121,6 +135,7 @@ impl RateBudget {
         if g.is_none_or(|current| current < until) {
             *g = Some(until);
         }
+        self.throttled.store(true, Ordering::Release);
     }
 }
 
@@ -169,11 +184,13 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + HistoryStore + ?Si
             .collect()
             .await;
         let mut outcome = BatchOutcome::default();
+        // The push's age once for the batch: its posts are all done by now.
+        let latency = parse_rfc3339(&batch.push.created_at).and_then(|at| age_at(at, now()));
         for (target, sent) in results {
             match sent {
                 Sent::Posted => {
                     outcome.sent += 1;
-                    if let Some(latency) = age(&batch.push.created_at) {
+                    if let Some(latency) = latency {
                         metrics::observe(Histogram::DeliveryLatencySeconds, latency);
                     }
                 }
@@ -248,17 +265,20 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + HistoryStore + ?Si
         for record in event.records {
             let id = record.message_id.clone().unwrap_or_default();
             let body = record.body.as_deref().unwrap_or_default();
-            // A connection's recovery (`&since=` on connect), handed over by `$connect`.
-            if let Ok(job) = serde_json::from_str::<herald::history::RecoveryJob>(body) {
-                let ttl = i64::try_from(self.settings.history_ttl.as_secs()).unwrap_or(i64::MAX);
-                if let Err(e) = herald::history::recover_connection(self.store, self.gateway, &job.recover, ttl).await {
-                    tracing::warn!(message_id = id, error = %e, "recovery failed");
-                }
-                continue;
-            }
+            // A delivery batch (read first: nearly every message is one), or a connection's
+            // recovery (`&since=` on connect), handed over by `$connect`.
             let result = match serde_json::from_str::<DeliveryBatch>(body) {
                 Ok(batch) => self.deliver_batch(&batch).await.map(|o| o.failed.len()),
-                Err(e) => Err(e.into()),
+                Err(e) => match serde_json::from_str::<herald::history::RecoveryJob>(body) {
+                    Ok(job) => {
+                        let ttl = i64::try_from(self.settings.history_ttl.as_secs()).unwrap_or(i64::MAX);
+                        if let Err(e) = herald::history::recover_connection(self.store, self.gateway, &job.recover, ttl).await {
+                            tracing::warn!(message_id = id, error = %e, "recovery failed");
+                        }
+                        continue;
+                    }
+                    Err(_) => Err(e.into()),
+                },
             };
             match result {
                 Ok(0) => {}
