@@ -228,7 +228,7 @@ impl Registry {
             Frame::Binary(data)
         } else {
             match String::from_utf8(data) {
-                Ok(text) => Frame::Text(text),
+                Ok(text) => Frame::Text(text.into()),
                 Err(e) => Frame::Binary(e.into_bytes()),
             }
         };
@@ -274,13 +274,24 @@ impl Registry {
 #[derive(Debug, Clone)]
 pub struct LocalGateway(pub Arc<Registry>);
 
-#[async_trait]
-impl Gateway for LocalGateway {
-    async fn post(&self, connection_id: &str, frame: &Frame) -> Result<(), GatewayError> {
+impl LocalGateway {
+    fn post_at_once(&self, connection_id: &str, frame: &Frame) -> Result<(), GatewayError> {
         if frame.as_bytes().len() > herald::protocol::MAX_MESSAGE_BYTES {
             return Err(GatewayError::PayloadRefused("over 128 KB".into()));
         }
         self.0.send(connection_id, frame.clone())
+    }
+}
+
+#[async_trait]
+impl Gateway for LocalGateway {
+    async fn post(&self, connection_id: &str, frame: &Frame) -> Result<(), GatewayError> {
+        self.post_at_once(connection_id, frame)
+    }
+
+    /// Always answered at once: a post only queues the frame.
+    fn post_now(&self, connection_id: &str, frame: &Frame) -> Option<Result<(), GatewayError>> {
+        Some(self.post_at_once(connection_id, frame))
     }
 
     async fn describe(&self, connection_id: &str) -> Result<ConnectionInfo, GatewayError> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -238,7 +238,7 @@ impl App {
             Err(e) => {
                 tracing::error!(error = %e, route, "route failed");
                 let body = serde_json::json!({"message": "Internal server error", "connectionId": ctx.connection_id});
-                Some(Frame::Text(body.to_string()))
+                Some(Frame::Text(body.to_string().into()))
             }
         }
     }
@@ -251,7 +251,7 @@ fn route_response(response: &WsResponse) -> Option<Frame> {
         return None;
     }
     Some(match std::str::from_utf8(body) {
-        Ok(t) => Frame::Text(t.to_string()),
+        Ok(t) => Frame::Text(t.into()),
         Err(_) => Frame::Binary(body.to_vec()),
     })
 }
@@ -263,7 +263,8 @@ fn is_too_big(error: axum::Error) -> bool {
 
 fn to_message(frame: Frame) -> Message {
     match frame {
-        Frame::Text(t) => Message::Text(t.into()),
+        // Valid UTF-8 (a Text is): the shared bytes, checked again, not copied.
+        Frame::Text(t) => Message::Text(Utf8Bytes::try_from(t.into_bytes()).unwrap_or_default()),
         Frame::Binary(b) => Message::Binary(b.into()),
     }
 }

@@ -147,7 +147,16 @@ pub struct DeliverDeps<'a, S: ?Sized> {
     pub settings: &'a DeliveryConfig,
 }
 
+/// The frame for a target's encoding.
+fn frame_for<'a>(target: &Target, json: &'a Frame, protobuf: Option<&'a Frame>) -> &'a Frame {
+    match target.encoding {
+        Encoding::Protobuf => protobuf.unwrap_or(json),
+        Encoding::Json => json,
+    }
+}
+
 /// One post's end.
+#[derive(Clone, Copy)]
 enum Sent {
     Posted,
     Gone,
@@ -160,40 +169,58 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + HistoryStore + ?Si
     /// Posts the batch's targets that are still to serve, and records how far it got.
     #[tracing::instrument(skip_all, fields(batch_id = %batch.batch_id, push_id = %batch.push.id))]
     pub async fn deliver_batch(&self, batch: &DeliveryBatch) -> Result<BatchOutcome, DeliverError> {
-        // Owned targets: the posting futures then borrow nothing of the stream's items.
-        let targets: Vec<Target> = match self.store.get_batch(&batch.batch_id).await? {
+        let targets: Vec<&Target> = match self.store.get_batch(&batch.batch_id).await? {
             Some(BatchState::Done) => return Ok(BatchOutcome { skipped: true, ..Default::default() }),
-            Some(BatchState::Remaining(ids)) => batch.targets.iter().filter(|t| ids.contains(&t.connection_id)).cloned().collect(),
-            None => batch.targets.clone(),
+            Some(BatchState::Remaining(ids)) => batch.targets.iter().filter(|t| ids.contains(&t.connection_id)).collect(),
+            None => batch.targets.iter().collect(),
         };
         let expires_at = epoch_secs(now()) + RECORD_TTL_SECS;
         let json = encode_push(&batch.push, Encoding::Json);
         let protobuf = targets.iter().any(|t| t.encoding == Encoding::Protobuf).then(|| encode_push(&batch.push, Encoding::Protobuf));
+        // The posts' times, added to the registry once for the batch.
+        let post_times = Mutex::new(metrics::Observations::new(Histogram::PostSeconds));
+        // First the posts the gateway answers at once (herald-local's in-process gateway), one
+        // after another; the others (ack-mode targets, a gateway over the network, a retryable
+        // answer) with bounded concurrency and retries.
+        let mut results: Vec<(&Target, Sent)> = Vec::with_capacity(targets.len());
+        // Owned: the posting futures then borrow nothing of the stream's items.
+        let mut later: Vec<Target> = Vec::new();
+        for target in targets {
+            if target.ack_mode == AckMode::Required {
+                later.push(target.clone());
+                continue;
+            }
+            let started = Instant::now();
+            let Some(result) = self.gateway.post_now(&target.connection_id, frame_for(target, &json, protobuf.as_ref())) else {
+                later.push(target.clone());
+                continue;
+            };
+            post_times.lock().unwrap_or_else(|e| e.into_inner()).observe(started.elapsed());
+            match result {
+                Ok(()) => results.push((target, Sent::Posted)),
+                Err(GatewayError::Gone(_)) => results.push((target, Sent::Gone)),
+                Err(GatewayError::PayloadRefused(reason)) => {
+                    tracing::error!(connection_id = target.connection_id, reason, "the management API refused the payload");
+                    results.push((target, Sent::Refused));
+                }
+                // Nothing sent: tried again below, as any post.
+                Err(_) => later.push(target.clone()),
+            }
+        }
         let budget = RateBudget::default();
-        let (json, protobuf, budget) = (&json, protobuf.as_ref(), &budget);
-        let results: Vec<(Target, Sent)> = futures::stream::iter(targets)
+        let (json, protobuf, budget, post_times) = (&json, protobuf.as_ref(), &budget, &post_times);
+        let posted: Vec<(Target, Sent)> = futures::stream::iter(later)
             .map(|target| async move {
-                let frame = match target.encoding {
-                    Encoding::Protobuf => protobuf.unwrap_or(json),
-                    Encoding::Json => json,
-                };
-                let sent = self.send(&batch.push.id, &target, frame, budget, expires_at).await;
+                let sent = self.send(&batch.push.id, &target, frame_for(&target, json, protobuf), budget, post_times, expires_at).await;
                 (target, sent)
             })
             .buffer_unordered(POST_CONCURRENCY)
             .collect()
             .await;
         let mut outcome = BatchOutcome::default();
-        // The push's age once for the batch: its posts are all done by now.
-        let latency = parse_rfc3339(&batch.push.created_at).and_then(|at| age_at(at, now()));
-        for (target, sent) in results {
+        for (target, sent) in results.into_iter().chain(posted.iter().map(|(t, s)| (t, *s))) {
             match sent {
-                Sent::Posted => {
-                    outcome.sent += 1;
-                    if let Some(latency) = latency {
-                        metrics::observe(Histogram::DeliveryLatencySeconds, latency);
-                    }
-                }
+                Sent::Posted => outcome.sent += 1,
                 Sent::Refused => {}
                 Sent::Gone => {
                     outcome.gone += 1;
@@ -203,6 +230,10 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + HistoryStore + ?Si
                 }
                 Sent::Failed => outcome.failed.push(target.connection_id.clone()),
             }
+        }
+        // The push's age once for the batch: its posts are all done by now.
+        if let Some(latency) = parse_rfc3339(&batch.push.created_at).and_then(|at| age_at(at, now())) {
+            metrics::Observations::new(Histogram::DeliveryLatencySeconds).observe_n(latency, outcome.sent as u64);
         }
         let state = if outcome.failed.is_empty() { BatchState::Done } else { BatchState::Remaining(outcome.failed.clone()) };
         self.store.save_batch(&batch.batch_id, &state, expires_at).await?;
@@ -214,7 +245,15 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + HistoryStore + ?Si
     }
 
     /// One target, with up to [`POST_TRIES`] tries under the shared budget.
-    async fn send(&self, push_id: &str, target: &Target, frame: &Frame, budget: &RateBudget, expires_at: i64) -> Sent {
+    async fn send(
+        &self,
+        push_id: &str,
+        target: &Target,
+        frame: &Frame,
+        budget: &RateBudget,
+        post_times: &Mutex<metrics::Observations>,
+        expires_at: i64,
+    ) -> Sent {
         let cid = target.connection_id.as_str();
         let mut backoff = FIRST_BACKOFF;
         for attempt in 1..=POST_TRIES {
@@ -238,7 +277,7 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + HistoryStore + ?Si
             } else {
                 self.gateway.post(cid, frame).await
             };
-            metrics::observe(Histogram::PostSeconds, started.elapsed());
+            post_times.lock().unwrap_or_else(|e| e.into_inner()).observe(started.elapsed());
             match result {
                 Ok(()) => return Sent::Posted,
                 Err(GatewayError::Gone(_)) => return Sent::Gone,
@@ -267,7 +306,12 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + HistoryStore + ?Si
             let body = record.body.as_deref().unwrap_or_default();
             // A delivery batch (read first: nearly every message is one), or a connection's
             // recovery (`&since=` on connect), handed over by `$connect`.
-            let result = match serde_json::from_str::<DeliveryBatch>(body) {
+            // In herald-local, a batch may come as it was sent, without its JSON.
+            let batch = match herald::queue::in_process::<DeliveryBatch>(&id) {
+                Some(batch) => Ok(batch),
+                None => serde_json::from_str::<DeliveryBatch>(body).map(std::sync::Arc::new),
+            };
+            let result = match batch {
                 Ok(batch) => self.deliver_batch(&batch).await.map(|o| o.failed.len()),
                 Err(e) => match serde_json::from_str::<herald::history::RecoveryJob>(body) {
                     Ok(job) => {
