@@ -2,7 +2,7 @@
 //! ([`LocalGateway`]): what API Gateway keeps for a deployed API.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -61,8 +61,9 @@ pub enum QueueError {
 pub struct LiveConnection {
     tx: mpsc::UnboundedSender<Outbound>,
     limits: ConnectionLimits,
-    queued_bytes: AtomicUsize,
-    queued_frames: AtomicUsize,
+    /// What waits for the socket: bytes in the low [`BYTES_BITS`] bits, frames above (one
+    /// atomic add per frame queued and per frame taken).
+    queued: AtomicU64,
     overflowed: AtomicBool,
     overflow: Notify,
     /// Epoch milliseconds.
@@ -72,6 +73,16 @@ pub struct LiveConnection {
     pub user_agent: Option<String>,
     /// `?format=protobuf`: posted data that is not a JSON object goes out as a binary frame.
     pub prefers_binary: bool,
+}
+
+/// Bits of [`LiveConnection`]'s count that hold bytes (a frame is at most 128 KB and the queue
+/// is bounded well below 2^40 bytes, so bytes never carry into the frame count).
+const BYTES_BITS: u32 = 40;
+const BYTES_MASK: u64 = (1 << BYTES_BITS) - 1;
+
+/// What one frame of `len` bytes adds to the count.
+fn queued_unit(len: usize) -> u64 {
+    (1 << BYTES_BITS) | (len as u64 & BYTES_MASK)
 }
 
 /// The receiving end of a connection's queue, for the task that writes to its socket.
@@ -97,8 +108,7 @@ impl Outbox {
     /// What was taken off the queue no longer counts against its limits.
     fn taken(&self, next: Option<Outbound>) -> Option<Outbound> {
         if let Some(Outbound::Frame(frame)) = &next {
-            self.conn.queued_bytes.fetch_sub(frame.as_bytes().len(), Ordering::Relaxed);
-            self.conn.queued_frames.fetch_sub(1, Ordering::Relaxed);
+            self.conn.queued.fetch_sub(queued_unit(frame.as_bytes().len()), Ordering::Relaxed);
         }
         next
     }
@@ -117,8 +127,7 @@ impl LiveConnection {
         let conn = Arc::new(Self {
             tx,
             limits,
-            queued_bytes: AtomicUsize::new(0),
-            queued_frames: AtomicUsize::new(0),
+            queued: AtomicU64::new(0),
             overflowed: AtomicBool::new(false),
             overflow: Notify::new(),
             connected_at,
@@ -136,12 +145,11 @@ impl LiveConnection {
         if self.overflowed.load(Ordering::Relaxed) {
             return Err(QueueError::Full);
         }
-        let len = frame.as_bytes().len();
-        let bytes = self.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
-        let frames = self.queued_frames.fetch_add(1, Ordering::Relaxed) + 1;
+        let unit = queued_unit(frame.as_bytes().len());
+        let queued = self.queued.fetch_add(unit, Ordering::Relaxed) + unit;
+        let (bytes, frames) = ((queued & BYTES_MASK) as usize, (queued >> BYTES_BITS) as usize);
         if bytes > self.limits.max_queued_bytes || frames > self.limits.max_queued_frames {
-            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-            self.queued_frames.fetch_sub(1, Ordering::Relaxed);
+            self.queued.fetch_sub(unit, Ordering::Relaxed);
             if !self.overflowed.swap(true, Ordering::Relaxed) {
                 tracing::info!(bytes, frames, "a connection does not read: dropping it");
                 self.overflow.notify_one();
@@ -167,7 +175,7 @@ impl LiveConnection {
 
     /// Bytes waiting for the socket (not counting the frame being written).
     pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes.load(Ordering::Relaxed)
+        (self.queued.load(Ordering::Relaxed) & BYTES_MASK) as usize
     }
 }
 
