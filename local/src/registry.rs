@@ -1,7 +1,8 @@
 //! The open WebSocket connections of this process, and the management API over them
 //! ([`LocalGateway`]): what API Gateway keeps for a deployed API.
 
-use std::collections::HashMap;
+/// Connections by id: looked up once a post, hashed with foldhash (seeded per map) rather than SipHash.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
