@@ -245,15 +245,25 @@ impl Registry {
     }
 
     pub fn send(&self, id: &str, frame: Frame) -> Result<(), GatewayError> {
-        let conn = self.get(id).ok_or_else(|| GatewayError::Gone(id.to_string()))?;
-        self.deliver(id, &conn, frame)
+        // Queued under the read lock: no reference to the connection taken and dropped per post.
+        let pushed = {
+            let connections = self.connections.read().unwrap_or_else(|e| e.into_inner());
+            let conn = connections.get(id).ok_or_else(|| GatewayError::Gone(id.to_string()))?;
+            conn.push(frame)
+        };
+        self.pushed(id, pushed)
     }
 
     /// Queues a frame, never waiting. A connection whose queue is full is gone from that moment
     /// (it is removed here; its task drops the socket and runs `$disconnect`): this post and every
     /// later one answer 410, as API Gateway answers for a connection it has closed.
     fn deliver(&self, id: &str, conn: &LiveConnection, frame: Frame) -> Result<(), GatewayError> {
-        match conn.push(frame) {
+        self.pushed(id, conn.push(frame))
+    }
+
+    /// What a push to connection `id` answered, as the management API answers.
+    fn pushed(&self, id: &str, pushed: Result<(), QueueError>) -> Result<(), GatewayError> {
+        match pushed {
             Ok(()) => Ok(()),
             Err(QueueError::Full) => {
                 self.remove(id);
