@@ -261,7 +261,18 @@ pub async fn run(connections: usize, publishes: usize, rate: u64, servers: Serve
     let herald = if servers == Servers::Minimal {
         None
     } else {
-        let server = common::start_server(BenchBackend::Embedded).await?;
+        // `HERALD_HISTORY_TTL_S` (e.g. 0: pushes not kept, CONTRACT §8 off), for comparison;
+        // unset, herald-local's default (history on).
+        let history_ttl = std::env::var("HERALD_HISTORY_TTL_S").ok().map(|v| v.trim().parse::<u64>()).transpose()?;
+        let server = common::start_server_with(BenchBackend::Embedded, |o| {
+            if let Some(secs) = history_ttl {
+                o.delivery.history_ttl = Duration::from_secs(secs);
+            }
+        })
+        .await?;
+        if let Some(secs) = history_ttl {
+            figure(&format!("{name} history ttl (HERALD_HISTORY_TTL_S)"), secs, "s");
+        }
         let clients = common::subscribed_clients(&server, connections, EVENT, SETUP_CONCURRENCY).await?;
         let (clients, p) = pass(&server.url(""), clients, publishes, interval).await?;
         report_pass(&name, rate, interval, &p);

@@ -182,7 +182,7 @@ async fn notify(State(hub): State<Arc<Hub>>, body: Bytes) -> Response {
     };
     // The frame herald-local sends for this push, to the byte.
     let Frame::Text(text) = herald::protocol::encode_push(&push, Encoding::Json) else { unreachable!("JSON is text") };
-    hub.publish(push.event_name.as_deref().unwrap_or_default(), Utf8Bytes::from(text));
+    hub.publish(push.event_name.as_deref().unwrap_or_default(), Utf8Bytes::from(String::from(text)));
     (StatusCode::ACCEPTED, axum::Json(json!({ "id": push.id }))).into_response()
 }
 

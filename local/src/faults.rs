@@ -246,6 +246,12 @@ impl Faults {
         self.spec.rate(fault) > 0.0
     }
 
+    /// Whether a post may meet an injected fault: a `post_*` one, or `consumer_crash` (a post is
+    /// an operation a crashing invocation may die at).
+    pub fn touches_posts(&self) -> bool {
+        [Fault::PostThrottle, Fault::PostError, Fault::PostTimeout, Fault::PostGone, Fault::ConsumerCrash].into_iter().any(|f| self.injects(f))
+    }
+
     /// Faults injected so far.
     pub fn count(&self, fault: Fault) -> u64 {
         self.counts[fault.index()].load(Ordering::Relaxed)
@@ -441,6 +447,15 @@ impl Gateway for FaultyGateway {
         }
     }
 
+    /// At once only with no post fault nor `consumer_crash` to inject (a crashing invocation
+    /// may die at any post: [`operation`]); otherwise `None`, and the post goes through `post`.
+    fn post_now(&self, connection_id: &str, frame: &Frame) -> Option<Result<(), GatewayError>> {
+        if self.faults.touches_posts() {
+            return None;
+        }
+        self.inner.post_now(connection_id, frame)
+    }
+
     async fn describe(&self, connection_id: &str) -> Result<ConnectionInfo, GatewayError> {
         operation().await;
         self.inner.describe(connection_id).await
@@ -460,6 +475,11 @@ impl Queue for CountedQueue {
     async fn send(&self, body: &str) -> Result<String, QueueError> {
         operation().await;
         self.0.send(body).await
+    }
+
+    async fn send_message(&self, message: Arc<dyn herald::queue::QueueMessage>) -> Result<String, QueueError> {
+        operation().await;
+        self.0.send_message(message).await
     }
 }
 

@@ -9,19 +9,37 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
-use herald::queue::{Queue, QueueError};
+use herald::queue::{InProcessMessages, Queue, QueueError, QueueMessage};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 pub const BATCH_SIZE: usize = 10;
 pub const MAX_RECEIVES: u32 = 5;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Message {
     id: String,
-    body: String,
+    body: Body,
     receives: u32,
     visible_at: Instant,
+}
+
+/// What a message holds: its body, or (sent with [`Queue::send_message`]) the message itself,
+/// handed to the consumer as it is ([`herald::queue::in_process`]) and encoded only when its
+/// body is asked for (the dead-letter queue's bodies).
+#[derive(Clone)]
+enum Body {
+    Text(Arc<str>),
+    Message(Arc<dyn QueueMessage>),
+}
+
+impl Body {
+    fn text(&self) -> String {
+        match self {
+            Self::Text(t) => t.to_string(),
+            Self::Message(m) => m.to_body().unwrap_or_else(|e| format!("<the message could not be encoded: {e}>")),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -48,7 +66,7 @@ impl LocalQueue {
 
     /// The bodies waiting (for the dead-letter queue: what was set aside).
     pub fn bodies(&self) -> Vec<String> {
-        self.lock().messages.iter().map(|m| m.body.clone()).collect()
+        self.lock().messages.iter().map(|m| m.body.text()).collect()
     }
 
     /// Messages waiting or in flight.
@@ -84,14 +102,14 @@ impl LocalQueue {
         for m in batch.iter().filter(|m| failed.contains(&m.id)) {
             if m.receives >= MAX_RECEIVES {
                 tracing::warn!(message_id = m.id, receives = m.receives, "moved to the dead-letter queue");
-                dlq.push(m.body.clone());
+                dlq.push(Body::Text(m.body.text().into()));
             } else {
                 s.messages.push_back(Message { visible_at: Instant::now() + self.visibility_timeout, ..m.clone() });
             }
         }
     }
 
-    fn push(&self, body: String) -> String {
+    fn push(&self, body: Body) -> String {
         let id = uuid::Uuid::new_v4().to_string();
         self.lock().messages.push_back(Message { id: id.clone(), body, receives: 0, visible_at: Instant::now() });
         self.ready.notify_one();
@@ -112,18 +130,29 @@ impl LocalQueue {
                 continue;
             }
             let mut event = SqsEvent::default();
+            let mut in_process = InProcessMessages::new();
             event.records = batch
                 .iter()
                 .map(|m| {
                     let mut r = SqsMessage::default();
                     r.message_id = Some(m.id.clone());
-                    r.body = Some(m.body.clone());
+                    match &m.body {
+                        Body::Text(t) => r.body = Some(t.to_string()),
+                        // No body: the consumer takes the message itself.
+                        Body::Message(message) => {
+                            in_process.insert(m.id.clone(), message.clone());
+                        }
+                    }
                     r.event_source = Some("aws:sqs".into());
                     r.attributes.insert("ApproximateReceiveCount".into(), m.receives.to_string());
                     r
                 })
                 .collect();
-            let failed = consume(event).await;
+            let failed = if in_process.is_empty() {
+                consume(event).await
+            } else {
+                herald::queue::with_in_process(in_process, consume(event)).await
+            };
             self.settle(&batch, &failed, &dlq);
         }
     }
@@ -132,6 +161,11 @@ impl LocalQueue {
 #[async_trait]
 impl Queue for LocalQueue {
     async fn send(&self, body: &str) -> Result<String, QueueError> {
-        Ok(self.push(body.to_string()))
+        Ok(self.push(Body::Text(body.into())))
+    }
+
+    /// Kept as it is: the consumer in this process takes it without its JSON.
+    async fn send_message(&self, message: Arc<dyn QueueMessage>) -> Result<String, QueueError> {
+        Ok(self.push(Body::Message(message)))
     }
 }

@@ -1,8 +1,9 @@
 //! The open WebSocket connections of this process, and the management API over them
 //! ([`LocalGateway`]): what API Gateway keeps for a deployed API.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+/// Connections by id: looked up once a post, hashed with foldhash (seeded per map) rather than SipHash.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -61,8 +62,9 @@ pub enum QueueError {
 pub struct LiveConnection {
     tx: mpsc::UnboundedSender<Outbound>,
     limits: ConnectionLimits,
-    queued_bytes: AtomicUsize,
-    queued_frames: AtomicUsize,
+    /// What waits for the socket: bytes in the low [`BYTES_BITS`] bits, frames above (one
+    /// atomic add per frame queued and per frame taken).
+    queued: AtomicU64,
     overflowed: AtomicBool,
     overflow: Notify,
     /// Epoch milliseconds.
@@ -72,6 +74,16 @@ pub struct LiveConnection {
     pub user_agent: Option<String>,
     /// `?format=protobuf`: posted data that is not a JSON object goes out as a binary frame.
     pub prefers_binary: bool,
+}
+
+/// Bits of [`LiveConnection`]'s count that hold bytes (a frame is at most 128 KB and the queue
+/// is bounded well below 2^40 bytes, so bytes never carry into the frame count).
+const BYTES_BITS: u32 = 40;
+const BYTES_MASK: u64 = (1 << BYTES_BITS) - 1;
+
+/// What one frame of `len` bytes adds to the count.
+fn queued_unit(len: usize) -> u64 {
+    (1 << BYTES_BITS) | (len as u64 & BYTES_MASK)
 }
 
 /// The receiving end of a connection's queue, for the task that writes to its socket.
@@ -97,8 +109,7 @@ impl Outbox {
     /// What was taken off the queue no longer counts against its limits.
     fn taken(&self, next: Option<Outbound>) -> Option<Outbound> {
         if let Some(Outbound::Frame(frame)) = &next {
-            self.conn.queued_bytes.fetch_sub(frame.as_bytes().len(), Ordering::Relaxed);
-            self.conn.queued_frames.fetch_sub(1, Ordering::Relaxed);
+            self.conn.queued.fetch_sub(queued_unit(frame.as_bytes().len()), Ordering::Relaxed);
         }
         next
     }
@@ -117,8 +128,7 @@ impl LiveConnection {
         let conn = Arc::new(Self {
             tx,
             limits,
-            queued_bytes: AtomicUsize::new(0),
-            queued_frames: AtomicUsize::new(0),
+            queued: AtomicU64::new(0),
             overflowed: AtomicBool::new(false),
             overflow: Notify::new(),
             connected_at,
@@ -136,12 +146,11 @@ impl LiveConnection {
         if self.overflowed.load(Ordering::Relaxed) {
             return Err(QueueError::Full);
         }
-        let len = frame.as_bytes().len();
-        let bytes = self.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
-        let frames = self.queued_frames.fetch_add(1, Ordering::Relaxed) + 1;
+        let unit = queued_unit(frame.as_bytes().len());
+        let queued = self.queued.fetch_add(unit, Ordering::Relaxed) + unit;
+        let (bytes, frames) = ((queued & BYTES_MASK) as usize, (queued >> BYTES_BITS) as usize);
         if bytes > self.limits.max_queued_bytes || frames > self.limits.max_queued_frames {
-            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-            self.queued_frames.fetch_sub(1, Ordering::Relaxed);
+            self.queued.fetch_sub(unit, Ordering::Relaxed);
             if !self.overflowed.swap(true, Ordering::Relaxed) {
                 tracing::info!(bytes, frames, "a connection does not read: dropping it");
                 self.overflow.notify_one();
@@ -167,7 +176,7 @@ impl LiveConnection {
 
     /// Bytes waiting for the socket (not counting the frame being written).
     pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes.load(Ordering::Relaxed)
+        (self.queued.load(Ordering::Relaxed) & BYTES_MASK) as usize
     }
 }
 
@@ -228,7 +237,7 @@ impl Registry {
             Frame::Binary(data)
         } else {
             match String::from_utf8(data) {
-                Ok(text) => Frame::Text(text),
+                Ok(text) => Frame::Text(text.into()),
                 Err(e) => Frame::Binary(e.into_bytes()),
             }
         };
@@ -236,15 +245,25 @@ impl Registry {
     }
 
     pub fn send(&self, id: &str, frame: Frame) -> Result<(), GatewayError> {
-        let conn = self.get(id).ok_or_else(|| GatewayError::Gone(id.to_string()))?;
-        self.deliver(id, &conn, frame)
+        // Queued under the read lock: no reference to the connection taken and dropped per post.
+        let pushed = {
+            let connections = self.connections.read().unwrap_or_else(|e| e.into_inner());
+            let conn = connections.get(id).ok_or_else(|| GatewayError::Gone(id.to_string()))?;
+            conn.push(frame)
+        };
+        self.pushed(id, pushed)
     }
 
     /// Queues a frame, never waiting. A connection whose queue is full is gone from that moment
     /// (it is removed here; its task drops the socket and runs `$disconnect`): this post and every
     /// later one answer 410, as API Gateway answers for a connection it has closed.
     fn deliver(&self, id: &str, conn: &LiveConnection, frame: Frame) -> Result<(), GatewayError> {
-        match conn.push(frame) {
+        self.pushed(id, conn.push(frame))
+    }
+
+    /// What a push to connection `id` answered, as the management API answers.
+    fn pushed(&self, id: &str, pushed: Result<(), QueueError>) -> Result<(), GatewayError> {
+        match pushed {
             Ok(()) => Ok(()),
             Err(QueueError::Full) => {
                 self.remove(id);
@@ -274,13 +293,24 @@ impl Registry {
 #[derive(Debug, Clone)]
 pub struct LocalGateway(pub Arc<Registry>);
 
-#[async_trait]
-impl Gateway for LocalGateway {
-    async fn post(&self, connection_id: &str, frame: &Frame) -> Result<(), GatewayError> {
+impl LocalGateway {
+    fn post_at_once(&self, connection_id: &str, frame: &Frame) -> Result<(), GatewayError> {
         if frame.as_bytes().len() > herald::protocol::MAX_MESSAGE_BYTES {
             return Err(GatewayError::PayloadRefused("over 128 KB".into()));
         }
         self.0.send(connection_id, frame.clone())
+    }
+}
+
+#[async_trait]
+impl Gateway for LocalGateway {
+    async fn post(&self, connection_id: &str, frame: &Frame) -> Result<(), GatewayError> {
+        self.post_at_once(connection_id, frame)
+    }
+
+    /// Always answered at once: a post only queues the frame.
+    fn post_now(&self, connection_id: &str, frame: &Frame) -> Option<Result<(), GatewayError>> {
+        Some(self.post_at_once(connection_id, frame))
     }
 
     async fn describe(&self, connection_id: &str) -> Result<ConnectionInfo, GatewayError> {

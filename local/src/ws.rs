@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -238,7 +238,7 @@ impl App {
             Err(e) => {
                 tracing::error!(error = %e, route, "route failed");
                 let body = serde_json::json!({"message": "Internal server error", "connectionId": ctx.connection_id});
-                Some(Frame::Text(body.to_string()))
+                Some(Frame::Text(body.to_string().into()))
             }
         }
     }
@@ -251,7 +251,7 @@ fn route_response(response: &WsResponse) -> Option<Frame> {
         return None;
     }
     Some(match std::str::from_utf8(body) {
-        Ok(t) => Frame::Text(t.to_string()),
+        Ok(t) => Frame::Text(t.into()),
         Err(_) => Frame::Binary(body.to_vec()),
     })
 }
@@ -263,7 +263,8 @@ fn is_too_big(error: axum::Error) -> bool {
 
 fn to_message(frame: Frame) -> Message {
     match frame {
-        Frame::Text(t) => Message::Text(t.into()),
+        // Valid UTF-8 (a Text is): the shared bytes, checked again, not copied.
+        Frame::Text(t) => Message::Text(Utf8Bytes::try_from(t.into_bytes()).unwrap_or_default()),
         Frame::Binary(b) => Message::Binary(b.into()),
     }
 }
@@ -284,6 +285,13 @@ pub const WRITE_COALESCE_BYTES: usize = 4 * 1024;
 /// One operation on the socket within the write timeout: `false` when it failed or stayed
 /// blocked past the timeout.
 async fn within(write_timeout: Duration, op: impl Future<Output = Result<(), axum::Error>>) -> bool {
+    // Most operations complete at their first poll (the socket takes the bytes): no timer, no
+    // clock read then. One that would block is timed from that moment.
+    let mut op = std::pin::pin!(op);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(op.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(done) = first {
+        return done.is_ok();
+    }
     match tokio::time::timeout(write_timeout, op).await {
         Ok(Ok(())) => true,
         Ok(Err(_)) => false,
@@ -303,6 +311,10 @@ async fn write_queue(mut sink: SplitSink<WebSocket, Message>, mut outbox: Outbox
     while let Some(item) = next.take() {
         match item {
             Outbound::Frame(mut frame) => {
+                // Let the tasks that are ready run first: under a fan-out, the frames they post
+                // meanwhile go out with this one (one write instead of one per frame); alone, the
+                // frame goes out as soon as the scheduler comes back.
+                tokio::task::yield_now().await;
                 loop {
                     if !within(write_timeout, sink.feed(to_message(frame))).await {
                         return WriterEnd::Failed;

@@ -69,7 +69,7 @@ fn stored_frame(delivery: &Delivery) -> Result<Frame, StoreError> {
         Ok(Frame::Binary(delivery.frame.clone()))
     } else {
         String::from_utf8(delivery.frame.clone())
-            .map(Frame::Text)
+            .map(|t| Frame::Text(t.into()))
             .map_err(|_| StoreError::Corrupt(format!("delivery {} frame is not UTF-8", delivery.push_id)))
     }
 }

@@ -189,6 +189,60 @@ pub fn emf_names() -> impl Iterator<Item = &'static str> {
     COUNTERS.iter().map(|c| c.emf).chain(HISTOGRAMS.iter().map(|h| h.emf))
 }
 
+/// Durations of one histogram counted here and added to the registry at once when dropped (a
+/// batch's posts: a few atomic adds instead of a few per post). In a Lambda (EMF on), each is
+/// recorded at once, for the reservoir.
+pub struct Observations {
+    histogram: Histogram,
+    buckets: [u64; BUCKETS.len() + 1],
+    sum_micros: u64,
+    count: u64,
+}
+
+impl Observations {
+    pub fn new(histogram: Histogram) -> Self {
+        Self { histogram, buckets: [0; BUCKETS.len() + 1], sum_micros: 0, count: 0 }
+    }
+
+    /// Records `d` `n` times.
+    pub fn observe_n(&mut self, d: Duration, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if EMF_ON.load(Relaxed) {
+            for _ in 0..n {
+                observe(self.histogram, d);
+            }
+            return;
+        }
+        let secs = d.as_secs_f64();
+        let bucket = BUCKETS.iter().position(|b| secs <= *b).unwrap_or(BUCKETS.len());
+        self.buckets[bucket] += n;
+        self.sum_micros = self.sum_micros.saturating_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX).saturating_mul(n));
+        self.count += n;
+    }
+
+    pub fn observe(&mut self, d: Duration) {
+        self.observe_n(d, 1);
+    }
+}
+
+impl Drop for Observations {
+    fn drop(&mut self) {
+        if self.count == 0 {
+            return;
+        }
+        let cell = &HISTOGRAM_CELLS[self.histogram as usize];
+        for (total, n) in cell.buckets.iter().zip(self.buckets) {
+            if n > 0 {
+                total.fetch_add(n, Relaxed);
+            }
+        }
+        cell.sum_micros.fetch_add(self.sum_micros, Relaxed);
+        cell.count.fetch_add(self.count, Relaxed);
+    }
+}
+
 /// Records one duration.
 pub fn observe(histogram: Histogram, d: Duration) {
     let cell = &HISTOGRAM_CELLS[histogram as usize];

@@ -141,7 +141,7 @@ where
             Err(e) => tracing::error!(error = %e, participant, "could not read a participant's connections"),
         }
     }
-    let frame = Frame::Text(chat::receive_message_frame(message));
+    let frame = Frame::Text(chat::receive_message_frame(message).into());
     let results = futures::future::join_all(targets.iter().map(|id| gateway.post(id, &frame))).await;
     for (connection_id, result) in targets.iter().zip(results) {
         match result {

@@ -17,13 +17,14 @@
 //! redelivery check before the post.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use futures::StreamExt;
 use herald::config::DeliveryConfig;
 use herald::delivery::{DeliveryError, Redelivery, RedeliveryTimer};
-use herald::domain::{AckMode, BatchState, Encoding, Push, Target, age, epoch_secs, now};
+use herald::domain::{AckMode, BatchState, Encoding, Push, Target, age_at, epoch_secs, now, parse_rfc3339};
 use herald::gateway::{Frame, Gateway, GatewayError};
 use herald::metrics::{self, Counter, Histogram};
 use herald::protocol::encode_push;
@@ -65,7 +66,15 @@ impl DeliveryBatch {
 
     /// The batches of a push's targets, [`BATCH_SIZE`] at a time.
     pub fn split(key: &str, push: &Push, targets: Vec<Target>) -> Vec<Self> {
-        targets.chunks(BATCH_SIZE).map(|chunk| Self::new(key, push, chunk.to_vec())).collect()
+        let mut batches = Vec::with_capacity(targets.len().div_ceil(BATCH_SIZE));
+        let mut targets = targets.into_iter();
+        loop {
+            let chunk: Vec<Target> = targets.by_ref().take(BATCH_SIZE).collect();
+            if chunk.is_empty() {
+                return batches;
+            }
+            batches.push(Self::new(key, push, chunk));
+        }
     }
 }
 
@@ -104,11 +113,16 @@ pub enum DeliverError {
 /// management API's quota is the account's, not the connection's.
 #[derive(Default)]
 struct RateBudget {
+    /// Whether any post was throttled yet: until then, no post takes the lock.
+    throttled: AtomicBool,
     paused_until: Mutex<Option<Instant>>,
 }
 
 impl RateBudget {
     async fn wait(&self) {
+        if !self.throttled.load(Ordering::Acquire) {
+            return;
+        }
         let until = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(until) = until {
             tokio::time::sleep_until(until).await;
@@ -121,6 +135,7 @@ impl RateBudget {
         if g.is_none_or(|current| current < until) {
             *g = Some(until);
         }
+        self.throttled.store(true, Ordering::Release);
     }
 }
 
@@ -132,7 +147,16 @@ pub struct DeliverDeps<'a, S: ?Sized> {
     pub settings: &'a DeliveryConfig,
 }
 
+/// The frame for a target's encoding.
+fn frame_for<'a>(target: &Target, json: &'a Frame, protobuf: Option<&'a Frame>) -> &'a Frame {
+    match target.encoding {
+        Encoding::Protobuf => protobuf.unwrap_or(json),
+        Encoding::Json => json,
+    }
+}
+
 /// One post's end.
+#[derive(Clone, Copy)]
 enum Sent {
     Posted,
     Gone,
@@ -145,38 +169,58 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + HistoryStore + ?Si
     /// Posts the batch's targets that are still to serve, and records how far it got.
     #[tracing::instrument(skip_all, fields(batch_id = %batch.batch_id, push_id = %batch.push.id))]
     pub async fn deliver_batch(&self, batch: &DeliveryBatch) -> Result<BatchOutcome, DeliverError> {
-        // Owned targets: the posting futures then borrow nothing of the stream's items.
-        let targets: Vec<Target> = match self.store.get_batch(&batch.batch_id).await? {
+        let targets: Vec<&Target> = match self.store.get_batch(&batch.batch_id).await? {
             Some(BatchState::Done) => return Ok(BatchOutcome { skipped: true, ..Default::default() }),
-            Some(BatchState::Remaining(ids)) => batch.targets.iter().filter(|t| ids.contains(&t.connection_id)).cloned().collect(),
-            None => batch.targets.clone(),
+            Some(BatchState::Remaining(ids)) => batch.targets.iter().filter(|t| ids.contains(&t.connection_id)).collect(),
+            None => batch.targets.iter().collect(),
         };
         let expires_at = epoch_secs(now()) + RECORD_TTL_SECS;
         let json = encode_push(&batch.push, Encoding::Json);
         let protobuf = targets.iter().any(|t| t.encoding == Encoding::Protobuf).then(|| encode_push(&batch.push, Encoding::Protobuf));
+        // The posts' times, added to the registry once for the batch.
+        let post_times = Mutex::new(metrics::Observations::new(Histogram::PostSeconds));
+        // First the posts the gateway answers at once (herald-local's in-process gateway), one
+        // after another; the others (ack-mode targets, a gateway over the network, a retryable
+        // answer) with bounded concurrency and retries.
+        let mut results: Vec<(&Target, Sent)> = Vec::with_capacity(targets.len());
+        // Owned: the posting futures then borrow nothing of the stream's items.
+        let mut later: Vec<Target> = Vec::new();
+        for target in targets {
+            if target.ack_mode == AckMode::Required {
+                later.push(target.clone());
+                continue;
+            }
+            let started = Instant::now();
+            let Some(result) = self.gateway.post_now(&target.connection_id, frame_for(target, &json, protobuf.as_ref())) else {
+                later.push(target.clone());
+                continue;
+            };
+            post_times.lock().unwrap_or_else(|e| e.into_inner()).observe(started.elapsed());
+            match result {
+                Ok(()) => results.push((target, Sent::Posted)),
+                Err(GatewayError::Gone(_)) => results.push((target, Sent::Gone)),
+                Err(GatewayError::PayloadRefused(reason)) => {
+                    tracing::error!(connection_id = target.connection_id, reason, "the management API refused the payload");
+                    results.push((target, Sent::Refused));
+                }
+                // Nothing sent: tried again below, as any post.
+                Err(_) => later.push(target.clone()),
+            }
+        }
         let budget = RateBudget::default();
-        let (json, protobuf, budget) = (&json, protobuf.as_ref(), &budget);
-        let results: Vec<(Target, Sent)> = futures::stream::iter(targets)
+        let (json, protobuf, budget, post_times) = (&json, protobuf.as_ref(), &budget, &post_times);
+        let posted: Vec<(Target, Sent)> = futures::stream::iter(later)
             .map(|target| async move {
-                let frame = match target.encoding {
-                    Encoding::Protobuf => protobuf.unwrap_or(json),
-                    Encoding::Json => json,
-                };
-                let sent = self.send(&batch.push.id, &target, frame, budget, expires_at).await;
+                let sent = self.send(&batch.push.id, &target, frame_for(&target, json, protobuf), budget, post_times, expires_at).await;
                 (target, sent)
             })
             .buffer_unordered(POST_CONCURRENCY)
             .collect()
             .await;
         let mut outcome = BatchOutcome::default();
-        for (target, sent) in results {
+        for (target, sent) in results.into_iter().chain(posted.iter().map(|(t, s)| (t, *s))) {
             match sent {
-                Sent::Posted => {
-                    outcome.sent += 1;
-                    if let Some(latency) = age(&batch.push.created_at) {
-                        metrics::observe(Histogram::DeliveryLatencySeconds, latency);
-                    }
-                }
+                Sent::Posted => outcome.sent += 1,
                 Sent::Refused => {}
                 Sent::Gone => {
                     outcome.gone += 1;
@@ -186,6 +230,10 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + HistoryStore + ?Si
                 }
                 Sent::Failed => outcome.failed.push(target.connection_id.clone()),
             }
+        }
+        // The push's age once for the batch: its posts are all done by now.
+        if let Some(latency) = parse_rfc3339(&batch.push.created_at).and_then(|at| age_at(at, now())) {
+            metrics::Observations::new(Histogram::DeliveryLatencySeconds).observe_n(latency, outcome.sent as u64);
         }
         let state = if outcome.failed.is_empty() { BatchState::Done } else { BatchState::Remaining(outcome.failed.clone()) };
         self.store.save_batch(&batch.batch_id, &state, expires_at).await?;
@@ -197,7 +245,15 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + HistoryStore + ?Si
     }
 
     /// One target, with up to [`POST_TRIES`] tries under the shared budget.
-    async fn send(&self, push_id: &str, target: &Target, frame: &Frame, budget: &RateBudget, expires_at: i64) -> Sent {
+    async fn send(
+        &self,
+        push_id: &str,
+        target: &Target,
+        frame: &Frame,
+        budget: &RateBudget,
+        post_times: &Mutex<metrics::Observations>,
+        expires_at: i64,
+    ) -> Sent {
         let cid = target.connection_id.as_str();
         let mut backoff = FIRST_BACKOFF;
         for attempt in 1..=POST_TRIES {
@@ -221,7 +277,7 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + HistoryStore + ?Si
             } else {
                 self.gateway.post(cid, frame).await
             };
-            metrics::observe(Histogram::PostSeconds, started.elapsed());
+            post_times.lock().unwrap_or_else(|e| e.into_inner()).observe(started.elapsed());
             match result {
                 Ok(()) => return Sent::Posted,
                 Err(GatewayError::Gone(_)) => return Sent::Gone,
@@ -248,17 +304,25 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + HistoryStore + ?Si
         for record in event.records {
             let id = record.message_id.clone().unwrap_or_default();
             let body = record.body.as_deref().unwrap_or_default();
-            // A connection's recovery (`&since=` on connect), handed over by `$connect`.
-            if let Ok(job) = serde_json::from_str::<herald::history::RecoveryJob>(body) {
-                let ttl = i64::try_from(self.settings.history_ttl.as_secs()).unwrap_or(i64::MAX);
-                if let Err(e) = herald::history::recover_connection(self.store, self.gateway, &job.recover, ttl).await {
-                    tracing::warn!(message_id = id, error = %e, "recovery failed");
-                }
-                continue;
-            }
-            let result = match serde_json::from_str::<DeliveryBatch>(body) {
+            // A delivery batch (read first: nearly every message is one), or a connection's
+            // recovery (`&since=` on connect), handed over by `$connect`.
+            // In herald-local, a batch may come as it was sent, without its JSON.
+            let batch = match herald::queue::in_process::<DeliveryBatch>(&id) {
+                Some(batch) => Ok(batch),
+                None => serde_json::from_str::<DeliveryBatch>(body).map(std::sync::Arc::new),
+            };
+            let result = match batch {
                 Ok(batch) => self.deliver_batch(&batch).await.map(|o| o.failed.len()),
-                Err(e) => Err(e.into()),
+                Err(e) => match serde_json::from_str::<herald::history::RecoveryJob>(body) {
+                    Ok(job) => {
+                        let ttl = i64::try_from(self.settings.history_ttl.as_secs()).unwrap_or(i64::MAX);
+                        if let Err(e) = herald::history::recover_connection(self.store, self.gateway, &job.recover, ttl).await {
+                            tracing::warn!(message_id = id, error = %e, "recovery failed");
+                        }
+                        continue;
+                    }
+                    Err(_) => Err(e.into()),
+                },
             };
             match result {
                 Ok(0) => {}

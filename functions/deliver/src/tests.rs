@@ -128,7 +128,7 @@ async fn an_ack_mode_push_has_its_check_before_its_post_and_a_failed_post_is_res
     // The batch's retry finds the record and sends the stored frame, with a check again.
     let before = timer.0.lock().unwrap().len();
     deps.deliver_batch(&batch).await.unwrap();
-    assert_eq!(gateway.sent_to("c0"), vec![Frame::Text(String::from_utf8(delivery.frame).unwrap())]);
+    assert_eq!(gateway.sent_to("c0"), vec![Frame::Text(String::from_utf8(delivery.frame).unwrap().into())]);
     assert_eq!(timer.0.lock().unwrap().len(), before + 1);
 }
 

@@ -178,7 +178,7 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + HistoryStore + ?Si
         delivered.gone += outcome.gone;
         if !outcome.failed.is_empty() {
             // The batch's marker names what is left: the worker posts only those.
-            self.enqueue(std::slice::from_ref(&batch)).await?;
+            self.enqueue(vec![batch]).await?;
             delivered.batches += 1;
         }
         Ok(())
@@ -209,7 +209,7 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + HistoryStore + ?Si
             first = false;
             let batches = DeliveryBatch::split(key, push, targets);
             delivered.batches += batches.len();
-            self.enqueue(&batches).await?;
+            self.enqueue(batches).await?;
             match page.next {
                 Some(next) => cursor = Some(next),
                 None => return Ok(delivered),
@@ -220,14 +220,11 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + HistoryStore + ?Si
         }
     }
 
-    async fn enqueue(&self, batches: &[DeliveryBatch]) -> Result<(), DispatchError> {
-        let bodies = batches
-            .iter()
-            .map(serde_json::to_string)
-            .collect::<Result<Vec<String>, _>>()
-            .map_err(|e| DispatchError::Transient(format!("could not encode a batch: {e}")))?;
-        let sent: Vec<Result<String, herald::queue::QueueError>> = futures::stream::iter(bodies)
-            .map(|body| async move { self.fanout.send(&body).await })
+    /// Each batch as a message of the fan-out queue: its JSON body (a queue in this process
+    /// takes the batch as it is, [`herald::queue::Queue::send_message`]).
+    async fn enqueue(&self, batches: Vec<DeliveryBatch>) -> Result<(), DispatchError> {
+        let sent: Vec<Result<String, herald::queue::QueueError>> = futures::stream::iter(batches)
+            .map(|batch| async move { self.fanout.send_message(std::sync::Arc::new(batch)).await })
             .buffer_unordered(ENQUEUE_CONCURRENCY)
             .collect()
             .await;

@@ -69,8 +69,17 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
 
 /// How long ago an RFC 3339 time was (`None` if unreadable or in the future).
 pub fn age(rfc3339_text: &str) -> Option<std::time::Duration> {
-    let at = OffsetDateTime::parse(rfc3339_text, &Rfc3339).ok()?;
-    std::time::Duration::try_from(now() - at).ok()
+    age_at(parse_rfc3339(rfc3339_text)?, now())
+}
+
+/// An RFC 3339 time (`None` if unreadable).
+pub fn parse_rfc3339(rfc3339_text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(rfc3339_text, &Rfc3339).ok()
+}
+
+/// How long before `now` a time was (`None` if it is after `now`).
+pub fn age_at(at: OffsetDateTime, now: OffsetDateTime) -> Option<std::time::Duration> {
+    std::time::Duration::try_from(now - at).ok()
 }
 
 /// Seconds since the epoch, for DynamoDB TTL attributes.

@@ -9,8 +9,87 @@ pub use sdk::{DEFAULT_POST_TIMEOUT, SdkGateway};
 /// herald-local follows the flag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    Text(String),
+    Text(Text),
     Binary(Vec<u8>),
+}
+
+/// A text frame's UTF-8, shared: a clone (one push's frame posted to each of thousands of
+/// connections) copies nothing.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Text(bytes::Bytes);
+
+impl Text {
+    pub fn as_str(&self) -> &str {
+        // SAFETY: a Text is made only from a `String` or a `&str` (below): its bytes are UTF-8.
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
+    }
+
+    /// The UTF-8 bytes, shared.
+    pub fn into_bytes(self) -> bytes::Bytes {
+        self.0
+    }
+}
+
+impl std::ops::Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Self {
+        Self(bytes::Bytes::from(s))
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Self {
+        Self(bytes::Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+impl From<&String> for Text {
+    fn from(s: &String) -> Self {
+        s.as_str().into()
+    }
+}
+
+impl From<Text> for String {
+    fn from(t: Text) -> Self {
+        t.as_str().to_string()
+    }
+}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Debug for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Frame {
@@ -65,6 +144,15 @@ impl GatewayError {
 #[async_trait]
 pub trait Gateway: Send + Sync {
     async fn post(&self, connection_id: &str, frame: &Frame) -> Result<(), GatewayError>;
+
+    /// A post answered at once, without waiting, by a gateway that can (herald-local's
+    /// in-process one, which only queues the frame): the same answer [`Gateway::post`] gives.
+    /// `None` when it cannot (a gateway over the network; herald-local with faults to inject):
+    /// then nothing was sent, and the caller posts with [`Gateway::post`].
+    fn post_now(&self, _connection_id: &str, _frame: &Frame) -> Option<Result<(), GatewayError>> {
+        None
+    }
+
     async fn describe(&self, connection_id: &str) -> Result<ConnectionInfo, GatewayError>;
     async fn close(&self, connection_id: &str) -> Result<(), GatewayError>;
 }

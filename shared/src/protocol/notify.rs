@@ -257,7 +257,7 @@ impl ServerFrame {
     }
 
     pub fn to_frame(&self) -> Frame {
-        Frame::Text(self.to_json())
+        Frame::Text(self.to_json().into())
     }
 }
 
@@ -298,7 +298,7 @@ pub fn encode_error(code: &str, message: &str, encoding: Encoding) -> Frame {
 /// A push encoded for a connection's encoding.
 pub fn encode_push(push: &Push, encoding: Encoding) -> Frame {
     match encoding {
-        Encoding::Json => Frame::Text(push_json(push)),
+        Encoding::Json => Frame::Text(push_json(push).into()),
         Encoding::Protobuf => Frame::Binary(push_protobuf(push)),
     }
 }

@@ -1,6 +1,10 @@
 //! Handing a message to the dispatcher: SQS in the cloud and on `--backend aws`, an in-memory
 //! queue in herald-local's embedded mode.
 
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +19,52 @@ pub enum QueueError {
 pub trait Queue: Send + Sync {
     /// Sends one message body; returns the queue's message id.
     async fn send(&self, body: &str) -> Result<String, QueueError>;
+
+    /// Sends one message whose body is its JSON. A queue in this process may hand the message
+    /// itself to its consumer ([`in_process`]) and skip the JSON both ways (herald-local's
+    /// embedded fan-out queue); any other queue sends the JSON, as [`Queue::send`].
+    async fn send_message(&self, message: Arc<dyn QueueMessage>) -> Result<String, QueueError> {
+        let body = message.to_body().map_err(|e| QueueError::Send(Box::new(e)))?;
+        self.send(&body).await
+    }
+}
+
+/// A message that can be sent as it is to a consumer in this process, or as its JSON body.
+pub trait QueueMessage: Any + Send + Sync {
+    /// The body a queue that leaves this process carries.
+    fn to_body(&self) -> Result<String, serde_json::Error>;
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+impl<T: serde::Serialize + Any + Send + Sync> QueueMessage for T {
+    fn to_body(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
+/// The messages of the batch being consumed that came as they are ([`Queue::send_message`]),
+/// by message id; set only by a queue in this process around its consumer.
+pub type InProcessMessages = HashMap<String, Arc<dyn QueueMessage>>;
+
+tokio::task_local! {
+    static IN_PROCESS: InProcessMessages;
+}
+
+/// Runs a consumer of a batch some of whose messages came as they are.
+pub async fn with_in_process<F: Future>(messages: InProcessMessages, consume: F) -> F::Output {
+    IN_PROCESS.scope(messages, consume).await
+}
+
+/// The message `message_id` of the batch being consumed as it was sent, when it came in this
+/// process without its body ([`Queue::send_message`] to herald-local's queue); `None` in the
+/// cloud, where every message is its body.
+pub fn in_process<T: Any + Send + Sync>(message_id: &str) -> Option<Arc<T>> {
+    let message = IN_PROCESS.try_with(|m| m.get(message_id).cloned()).ok().flatten()?;
+    message.into_any().downcast().ok()
 }
 
 /// SQS through `aws-sdk-sqs`.

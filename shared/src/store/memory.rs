@@ -5,7 +5,7 @@
 //! that filter on the TTL attribute return none (TTL deletes late). Here an expired item is as
 //! good as deleted, for reads and for writes alike (see [`expired`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,10 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::domain::ContentType;
+
+/// The tables' maps: keys are ids (fan-outs look up thousands a push), hashed with foldhash
+/// (seeded per map, as std's) rather than SipHash.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 struct Inner {
@@ -539,7 +543,7 @@ impl ConversationStore for MemoryStore {
         };
         g.user_conversations.entry(user_id.to_string()).or_default().insert(conversation.id, channel.clone());
         g.conversations
-            .insert(channel, ConversationState { conversation: conversation.clone(), last_message_id: 0, unread: HashMap::new() });
+            .insert(channel, ConversationState { conversation: conversation.clone(), last_message_id: 0, unread: HashMap::default() });
         Ok((conversation, true))
     }
 
