@@ -249,7 +249,9 @@ impl Faults {
     /// Whether a post may meet an injected fault: a `post_*` one, or `consumer_crash` (a post is
     /// an operation a crashing invocation may die at).
     pub fn touches_posts(&self) -> bool {
-        [Fault::PostThrottle, Fault::PostError, Fault::PostTimeout, Fault::PostGone, Fault::ConsumerCrash].into_iter().any(|f| self.injects(f))
+        [Fault::PostThrottle, Fault::PostError, Fault::PostTimeout, Fault::PostGone, Fault::ConsumerCrash]
+            .into_iter()
+            .any(|f| self.injects(f))
     }
 
     /// Faults injected so far.

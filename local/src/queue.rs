@@ -148,11 +148,8 @@ impl LocalQueue {
                     r
                 })
                 .collect();
-            let failed = if in_process.is_empty() {
-                consume(event).await
-            } else {
-                herald::queue::with_in_process(in_process, consume(event)).await
-            };
+            let failed =
+                if in_process.is_empty() { consume(event).await } else { herald::queue::with_in_process(in_process, consume(event)).await };
             self.settle(&batch, &failed, &dlq);
         }
     }
