@@ -15,8 +15,6 @@
 //! Items past their `expires_at` are ignored by every read and may be overwritten (TTL deletes
 //! late). Connections' and subscriptions' fences and presence live in their own tables.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem, Update};
 
@@ -37,10 +35,6 @@ const OF_OFFSET: &str = "of_offset";
 /// throttled: the queue retries the push later.
 const ROUNDS: u32 = 12;
 
-fn now_secs() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
-
 fn stream_key(stream: &str, offset: u64) -> Item {
     key([(attr::STREAM, s(stream)), (attr::OFFSET, n(offset))])
 }
@@ -58,7 +52,7 @@ impl DynamoStore {
     async fn get_history_item(&self, k: Item) -> StoreResult<Option<Item>> {
         let table = self.table(TableId::History);
         let resp = self.client.get_item().table_name(table).set_key(Some(k)).consistent_read(true).send().await.or_store(table)?;
-        let now = now_secs();
+        let now = crate::domain::epoch_secs(crate::domain::now());
         match resp.item {
             Some(item) if live(&item, now)? => Ok(Some(item)),
             _ => Ok(None),
@@ -97,7 +91,7 @@ impl HistoryStore for DynamoStore {
             if let Some(head) = self.head(stream).await? {
                 return Ok(head);
             }
-            let now = now_secs();
+            let now = crate::domain::epoch_secs(crate::domain::now());
             let head = StreamHead { offset: 0, epoch: crate::domain::new_epoch() };
             let mut item = stream_key(stream, 0);
             item.extend(key([(SEQ, n(0)), (EPOCH, s(head.epoch.as_str())), (attr::EXPIRES_AT, n(now + ttl_secs))]));
@@ -127,7 +121,7 @@ impl HistoryStore for DynamoStore {
             return Ok(position);
         }
         for round in 0..ROUNDS {
-            let now = now_secs();
+            let now = crate::domain::epoch_secs(crate::domain::now());
             let expires_at = now + ttl_secs;
             let head = self.head(stream).await?;
             let (epoch, next) = match &head {
@@ -206,7 +200,7 @@ impl HistoryStore for DynamoStore {
             .expression_attribute_values(":s", s(stream))
             .expression_attribute_values(":after", n(after))
             .expression_attribute_values(":epoch", s(epoch))
-            .expression_attribute_values(":now", n(now_secs()));
+            .expression_attribute_values(":now", n(crate::domain::epoch_secs(crate::domain::now())));
         let items = query_all(table, query, Some(limit)).await?;
         items
             .iter()
