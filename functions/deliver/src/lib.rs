@@ -147,6 +147,20 @@ pub struct DeliverDeps<'a, S: ?Sized> {
     pub settings: &'a DeliveryConfig,
 }
 
+/// A post's answer when it is final (posted, gone, or the payload refused: logged); the error
+/// when the post is worth another try.
+fn settled(connection_id: &str, result: Result<(), GatewayError>) -> Result<Sent, GatewayError> {
+    match result {
+        Ok(()) => Ok(Sent::Posted),
+        Err(GatewayError::Gone(_)) => Ok(Sent::Gone),
+        Err(GatewayError::PayloadRefused(reason)) => {
+            tracing::error!(connection_id, reason, "the management API refused the payload");
+            Ok(Sent::Refused)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The frame for a target's encoding.
 fn frame_for<'a>(target: &Target, json: &'a Frame, protobuf: Option<&'a Frame>) -> &'a Frame {
     match target.encoding {
@@ -196,13 +210,8 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + HistoryStore + ?Si
                 continue;
             };
             post_times.lock().unwrap_or_else(|e| e.into_inner()).observe(started.elapsed());
-            match result {
-                Ok(()) => results.push((target, Sent::Posted)),
-                Err(GatewayError::Gone(_)) => results.push((target, Sent::Gone)),
-                Err(GatewayError::PayloadRefused(reason)) => {
-                    tracing::error!(connection_id = target.connection_id, reason, "the management API refused the payload");
-                    results.push((target, Sent::Refused));
-                }
+            match settled(&target.connection_id, result) {
+                Ok(sent) => results.push((target, sent)),
                 // Nothing sent: tried again below, as any post.
                 Err(_) => later.push(target.clone()),
             }
@@ -278,13 +287,8 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + HistoryStore + ?Si
                 self.gateway.post(cid, frame).await
             };
             post_times.lock().unwrap_or_else(|e| e.into_inner()).observe(started.elapsed());
-            match result {
-                Ok(()) => return Sent::Posted,
-                Err(GatewayError::Gone(_)) => return Sent::Gone,
-                Err(GatewayError::PayloadRefused(reason)) => {
-                    tracing::error!(connection_id = cid, reason, "the management API refused the payload");
-                    return Sent::Refused;
-                }
+            match settled(cid, result) {
+                Ok(sent) => return sent,
                 Err(GatewayError::Throttled) => budget.throttled(backoff),
                 Err(e) => {
                     tracing::warn!(connection_id = cid, attempt, error = %e, "post failed");
