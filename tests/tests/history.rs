@@ -37,13 +37,21 @@ async fn broadcast(server: &herald_local::Server, from: u64, n: u64) -> Vec<Stri
 }
 
 /// Waits until `stream`'s head reaches `offset`: `POST /notify` answers before `dispatch`
-/// appends (on the aws backend, after a trip through SQS).
+/// appends (on the aws backend, after a trip through SQS). Up to a minute: on a cold DynamoDB
+/// Local 150 appends took 8 s, past `eventually`'s 5; a push that never lands still fails here,
+/// saying where the head stopped.
 async fn until_offset(server: &herald_local::Server, stream: &str, offset: u64) {
-    eventually(&format!("{stream} reaches offset {offset}"), || async {
+    let start = std::time::Instant::now();
+    let mut top = None;
+    while start.elapsed() < Duration::from_secs(60) {
         let (_, page) = get(server, &format!("/history?stream={stream}&limit=1"), &publisher()).await;
-        page["offset"].as_u64() >= Some(offset)
-    })
-    .await;
+        top = page["offset"].as_u64();
+        if top >= Some(offset) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{stream} is at offset {top:?}, not {offset}, after {:?}", start.elapsed());
 }
 
 /// The next `n` push frames.
