@@ -89,6 +89,11 @@ enum Command {
         /// herald-local, the minimal broadcast server, or both (then the ratios are printed).
         #[arg(long, value_enum, default_value_t = fanout::Servers::Both)]
         server: fanout::Servers,
+        /// How many times each server runs the burst (all publishes at once) on the same
+        /// clients: its figures and the ratios are then the median run's (by throughput), and
+        /// every run's throughput and p99 are printed, so one noisy run moves nothing.
+        #[arg(long, default_value_t = 1)]
+        bursts: usize,
     },
     /// dispatch posting through aws-sdk-apigatewaymanagement to herald-local's management API.
     FanoutSdk {
@@ -196,7 +201,9 @@ fn main() -> ExitCode {
                 match command {
                     Command::Storm { clients, backend, rounds, in_flight } => storm::run(clients, backend, rounds.max(1), in_flight).await,
                     Command::Memory { connections, bin } => memory::run(connections, bin).await,
-                    Command::Fanout { connections, publishes, rate, server } => fanout::run(connections, publishes, rate, server).await,
+                    Command::Fanout { connections, publishes, rate, server, bursts } => {
+                        fanout::run(connections, publishes, rate, server, bursts).await
+                    }
                     Command::Cost { subscribers } => cost::run(subscribers).await,
                     Command::Mailing { users, dynamodb_users } => mailing::run(users, dynamodb_users).await,
                     Command::Recovery { clients, behind, fanout_clients, pushes, backend } => {

@@ -180,9 +180,24 @@ impl LiveConnection {
     }
 }
 
+/// The length of herald-local's connection ids (API Gateway's: 15 characters and `=`).
+pub const CONNECTION_ID_LEN: usize = 16;
+
+/// A connection id as the registry keys it: inline, so that a lookup compares bytes it already
+/// holds instead of following each candidate's pointer to a string elsewhere on the heap (a
+/// cache miss per post under a fan-out). An id of any other length is no connection of ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key([u8; CONNECTION_ID_LEN]);
+
+impl Key {
+    fn of(id: &str) -> Option<Self> {
+        id.as_bytes().try_into().ok().map(Self)
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Registry {
-    connections: RwLock<HashMap<String, Arc<LiveConnection>>>,
+    connections: RwLock<HashMap<Key, Arc<LiveConnection>>>,
     limits: ConnectionLimits,
 }
 
@@ -204,16 +219,20 @@ impl Registry {
         self.limits
     }
 
-    pub fn insert(&self, id: String, conn: Arc<LiveConnection>) {
-        self.write().insert(id, conn);
+    /// Registers a connection under its id, one of [`CONNECTION_ID_LEN`] bytes.
+    pub fn insert(&self, id: &str, conn: Arc<LiveConnection>) {
+        let key = Key::of(id).unwrap_or_else(|| panic!("a connection id is {CONNECTION_ID_LEN} bytes, not {id:?}"));
+        self.write().insert(key, conn);
     }
 
     pub fn remove(&self, id: &str) {
-        self.write().remove(id);
+        if let Some(key) = Key::of(id) {
+            self.write().remove(&key);
+        }
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<LiveConnection>> {
-        self.connections.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        self.connections.read().unwrap_or_else(|e| e.into_inner()).get(&Key::of(id)?).cloned()
     }
 
     pub fn len(&self) -> usize {
@@ -224,7 +243,7 @@ impl Registry {
         self.len() == 0
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<LiveConnection>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Key, Arc<LiveConnection>>> {
         self.connections.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -248,7 +267,7 @@ impl Registry {
         // Queued under the read lock: no reference to the connection taken and dropped per post.
         let pushed = {
             let connections = self.connections.read().unwrap_or_else(|e| e.into_inner());
-            let conn = connections.get(id).ok_or_else(|| GatewayError::Gone(id.to_string()))?;
+            let conn = Key::of(id).and_then(|key| connections.get(&key)).ok_or_else(|| GatewayError::Gone(id.to_string()))?;
             conn.push(frame)
         };
         self.pushed(id, pushed)
@@ -319,5 +338,34 @@ impl Gateway for LocalGateway {
 
     async fn close(&self, connection_id: &str) -> Result<(), GatewayError> {
         self.0.close(connection_id, 1000, "")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(registry: &Registry, id: &str) -> Outbox {
+        let (conn, outbox) = LiveConnection::open(registry.limits(), 0, "127.0.0.1".into(), None, false);
+        registry.insert(id, conn);
+        outbox
+    }
+
+    #[tokio::test]
+    async fn a_post_reaches_its_connection_and_an_id_of_ours_only() {
+        let registry = Registry::new(ConnectionLimits::default());
+        let mut outbox = open(&registry, "AAAAAAAAAAAAAAA=");
+        let _other = open(&registry, "BBBBBBBBBBBBBBB=");
+        registry.send("AAAAAAAAAAAAAAA=", Frame::Text("one".into())).unwrap();
+        assert!(matches!(outbox.try_recv(), Some(Outbound::Frame(Frame::Text(t))) if t.as_str() == "one"));
+        assert!(outbox.try_recv().is_none(), "the other connection's queue is its own");
+        // Shorter, longer, or one byte off: no connection, 410 as API Gateway answers.
+        for id in ["AAAAAAAAAAAAAAA", "AAAAAAAAAAAAAAA==", "AAAAAAAAAAAAAAB=", ""] {
+            assert!(matches!(registry.send(id, Frame::Text("x".into())), Err(GatewayError::Gone(g)) if g == id), "{id:?}");
+            assert!(registry.get(id).is_none());
+        }
+        registry.remove("AAAAAAAAAAAAAAA=");
+        assert!(matches!(registry.send("AAAAAAAAAAAAAAA=", Frame::Text("two".into())), Err(GatewayError::Gone(_))));
+        assert_eq!(registry.len(), 1);
     }
 }

@@ -20,7 +20,7 @@ use herald::protocol::{MAX_FRAME_BYTES, MAX_MESSAGE_BYTES};
 
 use crate::App;
 use crate::functions::LocalApi;
-use crate::registry::{LiveConnection, Outbound, Outbox, epoch_ms};
+use crate::registry::{CONNECTION_ID_LEN, LiveConnection, Outbound, Outbox, epoch_ms};
 
 /// API Gateway's idle timeout and maximum connection duration (CONTRACT §7); the duration in
 /// force is [`crate::registry::ConnectionLimits::max_duration`].
@@ -45,7 +45,7 @@ struct ConnectionContext {
 fn new_connection_id() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let bytes = uuid::Uuid::new_v4().into_bytes();
-    let mut id: String = bytes.iter().take(15).map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect();
+    let mut id: String = bytes.iter().take(CONNECTION_ID_LEN - 1).map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect();
     id.push('=');
     id
 }
@@ -363,7 +363,7 @@ enum End {
 async fn run(app: Arc<App>, ctx: ConnectionContext, socket: WebSocket, prefers_binary: bool, user_agent: Option<String>) {
     let limits = app.registry.limits();
     let (live, outbox) = LiveConnection::open(limits, ctx.connected_at, ctx.source_ip.clone(), user_agent, prefers_binary);
-    app.registry.insert(ctx.connection_id.clone(), live.clone());
+    app.registry.insert(&ctx.connection_id, live.clone());
     let _counted = app.live.open(ctx.api);
     let (sink, mut stream) = socket.split();
     let mut writer = tokio::spawn(write_queue(sink, outbox, limits.write_timeout));

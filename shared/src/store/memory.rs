@@ -22,10 +22,12 @@ type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState
 struct Inner {
     connections: HashMap<String, Connection>,
     user_connections: HashMap<String, BTreeSet<String>>,
-    /// connection -> event -> subscription
-    subscriptions: HashMap<String, BTreeMap<String, Subscription>>,
-    /// event_shard_key (event and shard of the connection) -> connection ids
-    event_subscribers: HashMap<String, BTreeSet<String>>,
+    /// connection -> the events it is subscribed to
+    subscriptions: HashMap<String, BTreeSet<String>>,
+    /// event_shard_key (event and shard of the connection) -> connection id -> subscription:
+    /// where a subscription is kept, so that a fan-out reads a shard's subscribers in one walk,
+    /// without a lookup per subscriber.
+    event_subscribers: HashMap<String, BTreeMap<String, Subscription>>,
     /// user_event_key -> connection ids
     user_event_subscribers: HashMap<String, BTreeSet<String>>,
     claims: HashMap<String, ClaimState>,
@@ -86,7 +88,7 @@ impl Inner {
             }
             FenceOf::Subscription { connection_id, event_name } => {
                 self.expire_subscriptions(connection_id, now);
-                self.subscriptions.get_mut(connection_id).and_then(|m| m.get_mut(event_name)).map(|s| &mut s.fence)
+                self.subscription_mut(connection_id, event_name).map(|s| &mut s.fence)
             }
         }
     }
@@ -242,8 +244,11 @@ impl Inner {
         let stale: Vec<String> = self
             .subscriptions
             .get(connection_id)
-            .map(|m| m.values().filter(|s| expired(s.expires_at, now)).map(|s| s.event_name.clone()).collect())
-            .unwrap_or_default();
+            .into_iter()
+            .flatten()
+            .filter(|e| self.subscription(connection_id, e).is_some_and(|s| expired(s.expires_at, now)))
+            .cloned()
+            .collect();
         for event_name in stale {
             self.remove_subscription(connection_id, &event_name);
         }
@@ -320,13 +325,22 @@ impl ConnectionStore for MemoryStore {
 }
 
 impl Inner {
+    fn subscription(&self, connection_id: &str, event_name: &str) -> Option<&Subscription> {
+        self.event_subscribers.get(&event_shard_key(event_name, event_shard(connection_id)))?.get(connection_id)
+    }
+
+    fn subscription_mut(&mut self, connection_id: &str, event_name: &str) -> Option<&mut Subscription> {
+        self.event_subscribers.get_mut(&event_shard_key(event_name, event_shard(connection_id)))?.get_mut(connection_id)
+    }
+
     fn remove_subscription(&mut self, connection_id: &str, event_name: &str) -> bool {
-        let Some(subs) = self.subscriptions.get_mut(connection_id) else { return false };
-        let Some(old) = subs.remove(event_name) else { return false };
-        if subs.is_empty() {
-            self.subscriptions.remove(connection_id);
+        remove_from(&mut self.subscriptions, connection_id, event_name);
+        let key = event_shard_key(event_name, event_shard(connection_id));
+        let Some(shard) = self.event_subscribers.get_mut(&key) else { return false };
+        let Some(old) = shard.remove(connection_id) else { return false };
+        if shard.is_empty() {
+            self.event_subscribers.remove(&key);
         }
-        remove_from(&mut self.event_subscribers, &event_shard_key(event_name, event_shard(connection_id)), connection_id);
         remove_from(&mut self.user_event_subscribers, &user_event_key(&old.user_id, event_name), connection_id);
         true
     }
@@ -337,11 +351,11 @@ impl SubscriptionStore for MemoryStore {
     async fn subscribe(&self, s: &Subscription) -> StoreResult<()> {
         let mut g = self.lock();
         g.remove_subscription(&s.connection_id, &s.event_name);
-        g.subscriptions.entry(s.connection_id.clone()).or_default().insert(s.event_name.clone(), s.clone());
+        g.subscriptions.entry(s.connection_id.clone()).or_default().insert(s.event_name.clone());
         g.event_subscribers
             .entry(event_shard_key(&s.event_name, event_shard(&s.connection_id)))
             .or_default()
-            .insert(s.connection_id.clone());
+            .insert(s.connection_id.clone(), s.clone());
         g.user_event_subscribers.entry(user_event_key(&s.user_id, &s.event_name)).or_default().insert(s.connection_id.clone());
         Ok(())
     }
@@ -355,13 +369,13 @@ impl SubscriptionStore for MemoryStore {
     async fn connection_subscriptions(&self, connection_id: &str) -> StoreResult<Vec<String>> {
         let mut g = self.lock();
         g.expire_subscriptions(connection_id, epoch_now());
-        Ok(g.subscriptions.get(connection_id).map(|s| s.keys().cloned().collect()).unwrap_or_default())
+        Ok(g.subscriptions.get(connection_id).map(|s| s.iter().cloned().collect()).unwrap_or_default())
     }
 
     async fn delete_connection_subscriptions(&self, connection_id: &str) -> StoreResult<usize> {
         let mut g = self.lock();
         g.expire_subscriptions(connection_id, epoch_now());
-        let events: Vec<String> = g.subscriptions.get(connection_id).map(|s| s.keys().cloned().collect()).unwrap_or_default();
+        let events: Vec<String> = g.subscriptions.get(connection_id).map(|s| s.iter().cloned().collect()).unwrap_or_default();
         for e in &events {
             g.remove_subscription(connection_id, e);
         }
@@ -382,17 +396,19 @@ impl SubscriptionStore for MemoryStore {
         }
         let g = self.lock();
         let now = epoch_now();
-        let Some(ids) = g.event_subscribers.get(&event_shard_key(event_name, shard)) else { return Ok(Page { items: vec![], next: None }) };
-        let mut iter: Box<dyn Iterator<Item = &String>> = match cursor {
-            Some(after) => Box::new(ids.range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))),
-            None => Box::new(ids.iter()),
+        let Some(subscribers) = g.event_subscribers.get(&event_shard_key(event_name, shard)) else {
+            return Ok(Page { items: vec![], next: None });
         };
-        let mut items = Vec::with_capacity(limit.min(ids.len()));
+        let mut iter: Box<dyn Iterator<Item = (&String, &Subscription)>> = match cursor {
+            Some(after) => Box::new(subscribers.range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))),
+            None => Box::new(subscribers.iter()),
+        };
+        let mut items = Vec::with_capacity(limit.min(subscribers.len()));
         // The cursor is the last id looked at, whether or not it was returned.
         let mut last = None;
-        for id in iter.by_ref().take(limit) {
+        for (id, s) in iter.by_ref().take(limit) {
             last = Some(id);
-            if let Some(s) = g.subscriptions.get(id).and_then(|m| m.get(event_name)).filter(|s| !expired(s.expires_at, now)) {
+            if !expired(s.expires_at, now) {
                 items.push(s.clone());
             }
         }
@@ -407,7 +423,7 @@ impl SubscriptionStore for MemoryStore {
             .get(&user_event_key(user_id, event_name))
             .into_iter()
             .flatten()
-            .filter_map(|id| g.subscriptions.get(id).and_then(|m| m.get(event_name)).filter(|s| !expired(s.expires_at, now)).cloned())
+            .filter_map(|id| g.subscription(id, event_name).filter(|s| !expired(s.expires_at, now)).cloned())
             .collect())
     }
 }
