@@ -3,19 +3,23 @@
 
 /// Connections by id: looked up once a post, hashed with foldhash (seeded per map) rather than SipHash.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use herald::gateway::{ConnectionInfo, Frame, Gateway, GatewayError};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 /// What API Gateway does not document and herald-local must still bound, per connection
 /// (docs/local-parity.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
-    /// Bytes of frames waiting for one connection's socket (posted, not yet handed to it). A post
+    /// Bytes of frames waiting for one connection's socket (posted, and not yet handed to it
+    /// together with the rest of the writer's pass: what it took at once is counted until all of
+    /// it has gone to the socket). A post
     /// that would go past this drops the connection: a client that does not read is
     /// disconnected, and this post and every later one answer 410. Default 1 MiB (eight 128 KB
     /// messages), on top of what the socket itself buffers.
@@ -60,11 +64,8 @@ pub enum QueueError {
 /// A live connection, as the registry sees it.
 #[derive(Debug)]
 pub struct LiveConnection {
-    tx: mpsc::UnboundedSender<Outbound>,
+    queue: Mutex<Queue>,
     limits: ConnectionLimits,
-    /// What waits for the socket: bytes in the low [`BYTES_BITS`] bits, frames above (one
-    /// atomic add per frame queued and per frame taken).
-    queued: AtomicU64,
     overflowed: AtomicBool,
     overflow: Notify,
     /// Epoch milliseconds.
@@ -76,42 +77,86 @@ pub struct LiveConnection {
     pub prefers_binary: bool,
 }
 
-/// Bits of [`LiveConnection`]'s count that hold bytes (a frame is at most 128 KB and the queue
-/// is bounded well below 2^40 bytes, so bytes never carry into the frame count).
-const BYTES_BITS: u32 = 40;
-const BYTES_MASK: u64 = (1 << BYTES_BITS) - 1;
+/// A connection's queue and its counts under one lock: a post takes it once (one contended cache
+/// line per post, where a channel beside an atomic count touched three or four), and the writer
+/// once per pass, taking everything queued.
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<Outbound>,
+    /// Frames in `items`.
+    waiting: Count,
+    /// Frames the writer took in its current pass and has not all handed to the socket yet:
+    /// they count against the limits until the pass ends.
+    pass: Count,
+    /// The writer, waiting for something to be queued.
+    waker: Option<Waker>,
+    /// The writer is gone: nothing queued would go out.
+    closed: bool,
+}
 
-/// What one frame of `len` bytes adds to the count.
-fn queued_unit(len: usize) -> u64 {
-    (1 << BYTES_BITS) | (len as u64 & BYTES_MASK)
+#[derive(Debug, Default, Clone, Copy)]
+struct Count {
+    bytes: usize,
+    frames: usize,
 }
 
 /// The receiving end of a connection's queue, for the task that writes to its socket.
 #[derive(Debug)]
 pub struct Outbox {
-    rx: mpsc::UnboundedReceiver<Outbound>,
     conn: Arc<LiveConnection>,
+    /// The current pass: what was queued when the writer last took.
+    taken: VecDeque<Outbound>,
 }
 
 impl Outbox {
-    /// The next thing to do; `None` once every sender is gone.
+    /// The next thing to do, once there is one.
     pub async fn recv(&mut self) -> Option<Outbound> {
-        let next = self.rx.recv().await;
-        self.taken(next)
+        if let Some(next) = self.taken.pop_front() {
+            return Some(next);
+        }
+        std::future::poll_fn(|cx| {
+            let mut q = self.conn.lock();
+            if take(&mut self.taken, &mut q) {
+                return Poll::Ready(());
+            }
+            if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                q.waker = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await;
+        self.taken.pop_front()
     }
 
     /// The next thing to do if it is queued already, without waiting.
     pub fn try_recv(&mut self) -> Option<Outbound> {
-        let next = self.rx.try_recv().ok();
-        self.taken(next)
-    }
-
-    /// What was taken off the queue no longer counts against its limits.
-    fn taken(&self, next: Option<Outbound>) -> Option<Outbound> {
-        if let Some(Outbound::Frame(frame)) = &next {
-            self.conn.queued.fetch_sub(queued_unit(frame.as_bytes().len()), Ordering::Relaxed);
+        if self.taken.is_empty() {
+            let mut q = self.conn.lock();
+            take(&mut self.taken, &mut q);
         }
-        next
+        self.taken.pop_front()
+    }
+}
+
+/// Called once the writer handed out its pass: the pass no longer counts, and what is queued
+/// becomes the next one (moved into `taken`, one swap). Whether anything was queued.
+fn take(taken: &mut VecDeque<Outbound>, q: &mut Queue) -> bool {
+    q.pass = Count::default();
+    if q.items.is_empty() {
+        return false;
+    }
+    std::mem::swap(&mut q.items, taken);
+    q.pass = std::mem::take(&mut q.waiting);
+    true
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let mut q = self.conn.lock();
+        q.closed = true;
+        q.items.clear();
+        q.waiting = Count::default();
+        q.pass = Count::default();
     }
 }
 
@@ -124,11 +169,9 @@ impl LiveConnection {
         user_agent: Option<String>,
         prefers_binary: bool,
     ) -> (Arc<Self>, Outbox) {
-        let (tx, rx) = mpsc::unbounded_channel();
         let conn = Arc::new(Self {
-            tx,
+            queue: Mutex::default(),
             limits,
-            queued: AtomicU64::new(0),
             overflowed: AtomicBool::new(false),
             overflow: Notify::new(),
             connected_at,
@@ -137,7 +180,11 @@ impl LiveConnection {
             user_agent,
             prefers_binary,
         });
-        (conn.clone(), Outbox { rx, conn })
+        (conn.clone(), Outbox { conn, taken: VecDeque::new() })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Queues a frame without waiting: past the limits the connection is marked for dropping
@@ -146,24 +193,46 @@ impl LiveConnection {
         if self.overflowed.load(Ordering::Relaxed) {
             return Err(QueueError::Full);
         }
-        let unit = queued_unit(frame.as_bytes().len());
-        let queued = self.queued.fetch_add(unit, Ordering::Relaxed) + unit;
-        let (bytes, frames) = ((queued & BYTES_MASK) as usize, (queued >> BYTES_BITS) as usize);
+        let len = frame.as_bytes().len();
+        let mut q = self.lock();
+        if q.closed {
+            return Err(QueueError::Closed);
+        }
+        let bytes = q.waiting.bytes + q.pass.bytes + len;
+        let frames = q.waiting.frames + q.pass.frames + 1;
         if bytes > self.limits.max_queued_bytes || frames > self.limits.max_queued_frames {
-            self.queued.fetch_sub(unit, Ordering::Relaxed);
+            drop(q);
             if !self.overflowed.swap(true, Ordering::Relaxed) {
                 tracing::info!(bytes, frames, "a connection does not read: dropping it");
                 self.overflow.notify_one();
             }
             return Err(QueueError::Full);
         }
-        self.tx.send(Outbound::Frame(frame)).map_err(|_| QueueError::Closed)
+        q.waiting.bytes += len;
+        q.waiting.frames += 1;
+        self.queue_up(q, Outbound::Frame(frame));
+        Ok(())
+    }
+
+    /// Appends to the queue and wakes the writer if it waits (after the lock is let go).
+    fn queue_up(&self, mut q: MutexGuard<'_, Queue>, item: Outbound) {
+        q.items.push_back(item);
+        let waker = q.waker.take();
+        drop(q);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// Asks the connection's task to send a close frame (after what is queued) and end. Not
     /// bounded: a close is not data.
     pub fn close(&self, code: u16, reason: &'static str) -> Result<(), QueueError> {
-        self.tx.send(Outbound::Close { code, reason }).map_err(|_| QueueError::Closed)
+        let q = self.lock();
+        if q.closed {
+            return Err(QueueError::Closed);
+        }
+        self.queue_up(q, Outbound::Close { code, reason });
+        Ok(())
     }
 
     /// Resolves once a push went past the limits.
@@ -174,9 +243,10 @@ impl LiveConnection {
         self.overflow.notified().await;
     }
 
-    /// Bytes waiting for the socket (not counting the frame being written).
+    /// Bytes counted against the limits: what is queued, and the writer's current pass.
     pub fn queued_bytes(&self) -> usize {
-        (self.queued.load(Ordering::Relaxed) & BYTES_MASK) as usize
+        let q = self.lock();
+        q.waiting.bytes + q.pass.bytes
     }
 }
 
@@ -367,5 +437,64 @@ mod tests {
         registry.remove("AAAAAAAAAAAAAAA=");
         assert!(matches!(registry.send("AAAAAAAAAAAAAAA=", Frame::Text("two".into())), Err(GatewayError::Gone(_))));
         assert_eq!(registry.len(), 1);
+    }
+
+    fn text(t: &str) -> Frame {
+        Frame::Text(t.into())
+    }
+
+    fn frame_of(item: Option<Outbound>) -> String {
+        match item {
+            Some(Outbound::Frame(Frame::Text(t))) => t.as_str().to_string(),
+            other => panic!("not a text frame: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pass_counts_against_the_limits_until_all_of_it_went_out() {
+        let limits = ConnectionLimits { max_queued_frames: 4, ..ConnectionLimits::default() };
+        let (conn, mut outbox) = LiveConnection::open(limits, 0, "127.0.0.1".into(), None, false);
+        for t in ["aaaa", "bbbb", "cccc"] {
+            conn.push(text(t)).unwrap();
+        }
+        assert_eq!(conn.queued_bytes(), 12);
+        // The writer takes all three at once; they count until it asks again with none left.
+        assert_eq!(frame_of(outbox.try_recv()), "aaaa");
+        conn.push(text("dddd")).unwrap();
+        assert_eq!(conn.queued_bytes(), 16);
+        assert_eq!(conn.push(text("eeee")), Err(QueueError::Full), "a fifth frame is over the limit of 4");
+        assert_eq!(conn.push(text("f")), Err(QueueError::Full), "and the connection is being dropped");
+        conn.overflowed().await;
+        assert_eq!(frame_of(outbox.try_recv()), "bbbb");
+        assert_eq!(frame_of(outbox.try_recv()), "cccc");
+        // The next pass: the frame queued meanwhile, in order.
+        assert_eq!(frame_of(outbox.try_recv()), "dddd");
+        assert_eq!(conn.queued_bytes(), 4);
+        assert!(outbox.try_recv().is_none());
+        assert_eq!(conn.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_writer_is_woken_by_a_post_and_a_close_comes_after_the_frames() {
+        let (conn, mut outbox) = LiveConnection::open(ConnectionLimits::default(), 0, "127.0.0.1".into(), None, false);
+        let writer = tokio::spawn(async move {
+            let first = frame_of(outbox.recv().await);
+            let second = frame_of(outbox.recv().await);
+            let close = outbox.recv().await;
+            (first, second, matches!(close, Some(Outbound::Close { code: 1001, .. })), outbox)
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        conn.push(text("one")).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        conn.push(text("two")).unwrap();
+        conn.close(1001, "").unwrap();
+        let (first, second, closed, outbox) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), writer).await.expect("woken").unwrap();
+        assert_eq!((first.as_str(), second.as_str(), closed), ("one", "two", true));
+        // The writer gone, nothing is queued any more: posts and closes answer Closed.
+        drop(outbox);
+        assert_eq!(conn.push(text("three")), Err(QueueError::Closed));
+        assert_eq!(conn.close(1000, ""), Err(QueueError::Closed));
+        assert_eq!(conn.queued_bytes(), 0);
     }
 }
