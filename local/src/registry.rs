@@ -17,12 +17,11 @@ use tokio::sync::Notify;
 /// (docs/local-parity.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
-    /// Bytes of frames waiting for one connection's socket (posted, and not yet handed to it
-    /// together with the rest of the writer's pass: what it took at once is counted until all of
-    /// it has gone to the socket). A post
-    /// that would go past this drops the connection: a client that does not read is
-    /// disconnected, and this post and every later one answer 410. Default 1 MiB (eight 128 KB
-    /// messages), on top of what the socket itself buffers.
+    /// Bytes of frames waiting for one connection's socket: posted and not yet handed to it (the
+    /// writer takes all that is queued at once, and what it took counts until all of it has gone
+    /// to the socket). A post that would go past this drops the connection: a client that does
+    /// not read is disconnected, and this post and every later one answer 410. Default 1 MiB
+    /// (eight 128 KB messages), on top of what the socket itself buffers.
     pub max_queued_bytes: usize,
     /// Frames waiting for one connection's socket, whatever their size. Default 1024.
     pub max_queued_frames: usize,
