@@ -109,22 +109,23 @@ pub struct Outbox {
 
 impl Outbox {
     /// The next thing to do, once there is one.
-    pub async fn recv(&mut self) -> Option<Outbound> {
-        if let Some(next) = self.taken.pop_front() {
-            return Some(next);
-        }
+    pub async fn recv(&mut self) -> Outbound {
         std::future::poll_fn(|cx| {
+            if let Some(next) = self.taken.pop_front() {
+                return Poll::Ready(next);
+            }
             let mut q = self.conn.lock();
-            if take(&mut self.taken, &mut q) {
-                return Poll::Ready(());
+            if take(&mut self.taken, &mut q)
+                && let Some(next) = self.taken.pop_front()
+            {
+                return Poll::Ready(next);
             }
             if !q.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 q.waker = Some(cx.waker().clone());
             }
             Poll::Pending
         })
-        .await;
-        self.taken.pop_front()
+        .await
     }
 
     /// The next thing to do if it is queued already, without waiting.
@@ -477,10 +478,10 @@ mod tests {
     async fn the_writer_is_woken_by_a_post_and_a_close_comes_after_the_frames() {
         let (conn, mut outbox) = LiveConnection::open(ConnectionLimits::default(), 0, "127.0.0.1".into(), None, false);
         let writer = tokio::spawn(async move {
-            let first = frame_of(outbox.recv().await);
-            let second = frame_of(outbox.recv().await);
+            let first = frame_of(Some(outbox.recv().await));
+            let second = frame_of(Some(outbox.recv().await));
             let close = outbox.recv().await;
-            (first, second, matches!(close, Some(Outbound::Close { code: 1001, .. })), outbox)
+            (first, second, matches!(close, Outbound::Close { code: 1001, .. }), outbox)
         });
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         conn.push(text("one")).unwrap();

@@ -308,32 +308,30 @@ async fn within(write_timeout: Duration, op: impl Future<Output = Result<(), axu
 /// close queued behind frames goes out after them.
 async fn write_queue(mut sink: SplitSink<WebSocket, Message>, mut outbox: Outbox, write_timeout: Duration) -> WriterEnd {
     let mut next = outbox.recv().await;
-    while let Some(item) = next.take() {
-        match item {
+    loop {
+        match next {
             Outbound::Frame(mut frame) => {
                 // Let the tasks that are ready run first: under a fan-out, the frames they post
                 // meanwhile go out with this one (one write instead of one per frame); alone, the
                 // frame goes out as soon as the scheduler comes back.
                 tokio::task::yield_now().await;
-                loop {
+                // A close queued behind the frames, handled after the flush.
+                let close = loop {
                     if !within(write_timeout, sink.feed(to_message(frame))).await {
                         return WriterEnd::Failed;
                     }
                     match outbox.try_recv() {
                         Some(Outbound::Frame(queued)) => frame = queued,
-                        // A close (handled next, after the flush) or nothing queued.
-                        other => {
-                            next = other;
-                            break;
-                        }
+                        other => break other,
                     }
-                }
+                };
                 if !within(write_timeout, sink.flush()).await {
                     return WriterEnd::Failed;
                 }
-                if next.is_none() {
-                    next = outbox.recv().await;
-                }
+                next = match close {
+                    Some(close) => close,
+                    None => outbox.recv().await,
+                };
             }
             Outbound::Close { code, reason } => {
                 let close = async {
@@ -348,7 +346,6 @@ async fn write_queue(mut sink: SplitSink<WebSocket, Message>, mut outbox: Outbox
             }
         }
     }
-    WriterEnd::Failed
 }
 
 /// How the connection's read loop ended.
