@@ -1400,7 +1400,7 @@ async fn case_fences_end_only_on_a_still_head<S: Store>(s: &S) {
     let listed = s.user_event_subscribers("u", "scores").await.unwrap();
     assert_eq!(listed[0].fence, Some(Fence::LiveAfter(2)), "the fence is part of the subscription");
     let (fanned, _) = all_subscribers(s, "scores", 10).await;
-    let fanned: Vec<_> = fanned.iter().filter(|x| x.connection_id == "fc").map(|x| x.fence.clone()).collect();
+    let fanned: Vec<_> = fanned.iter().filter(|x| x.connection_id == "fc").map(|x| x.fence).collect();
     assert_eq!(fanned, [Some(Fence::LiveAfter(2))], "a fan-out reads the fence the replay ended");
     // Forced, whatever the head; a connection's fence too.
     let stale = StreamHead { offset: 1, epoch: head.epoch.clone() };
