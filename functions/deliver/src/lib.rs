@@ -24,7 +24,7 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use futures::StreamExt;
 use herald::config::DeliveryConfig;
 use herald::delivery::{DeliveryError, Redelivery, RedeliveryTimer};
-use herald::domain::{AckMode, BatchState, Encoding, Push, Target, age_at, epoch_secs, now, parse_rfc3339};
+use herald::domain::{AckMode, BatchState, Encoding, Push, Target, age, epoch_secs, now};
 use herald::gateway::{Frame, Gateway, GatewayError};
 use herald::metrics::{self, Counter, Histogram};
 use herald::protocol::encode_push;
@@ -247,7 +247,7 @@ impl<S: ConnectionStore + SubscriptionStore + DeliveryStore + HistoryStore + ?Si
             }
         }
         // The push's age once for the batch: its posts are all done by now.
-        if let Some(latency) = parse_rfc3339(&batch.push.created_at).and_then(|at| age_at(at, now())) {
+        if let Some(latency) = age(&batch.push.created_at) {
             metrics::Observations::new(Histogram::DeliveryLatencySeconds).observe_n(latency, outcome.sent as u64);
         }
         let state = if outcome.failed.is_empty() { BatchState::Done } else { BatchState::Remaining(outcome.failed.clone()) };
